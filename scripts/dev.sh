@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Set up everything lofn needs on a fresh Debian machine, then run something.
+#
+#   bash scripts/dev.sh setup            # install and start what is missing
+#   bash scripts/dev.sh example          # setup + the word-count example on local Spark
+#   bash scripts/dev.sh test [PYTEST...] # setup + docs build + the whole test suite
+#
+# What setup does, each step skipped when already done: Java 17 and Debian's
+# busybox-static (apt), a Docker engine (Debian's docker.io, dockerd started in
+# the background) when none answers, a virtualenv in .venv with requirements.txt
+# and lofn, and the example images, built locally without a registry.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${LOFN_VENV:-$ROOT/.venv}
+PY=$VENV/bin/python
+DOCKERD_LOG=${LOFN_DOCKERD_LOG:-/var/log/lofn-dockerd.log}
+cd "$ROOT"
+
+log() { printf '[lofn setup] %s\n' "$*" >&2; }
+die() { printf '[lofn setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+APT_UPDATED=
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || die "need root to install $*: run this script as root"
+    if [ -z "$APT_UPDATED" ]; then
+        log "apt-get update"
+        apt-get update -qq >/dev/null
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+ensure_system_packages() {
+    local missing=()
+    command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+    have_package busybox-static || missing+=(busybox-static)
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
+ensure_venv() {
+    local stamp=$VENV/.lofn-installed want
+    want=$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return
+    fi
+    [ -x "$PY" ] || { log "creating virtualenv $VENV"; python3 -m venv "$VENV"; }
+    log "installing requirements.txt and lofn into $VENV"
+    "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt -e .
+    echo "$want" > "$stamp"
+}
+
+engine_answers() { "$PY" -c 'import docker; docker.from_env(timeout=5).ping()' 2>/dev/null; }
+
+ensure_docker() {
+    engine_answers && return
+    command -v dockerd >/dev/null || apt_install docker.io
+    [ "$(id -u)" -eq 0 ] || die "no Docker engine answers and only root can start dockerd"
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    mkdir -p "$(dirname "$DOCKERD_LOG")"
+    setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
+    for _ in $(seq 1 60); do
+        engine_answers && return
+        sleep 1
+    done
+    tail -n 20 "$DOCKERD_LOG" >&2 || true
+    die "dockerd did not answer within 60 s (log above: $DOCKERD_LOG)"
+}
+
+setup() {
+    ensure_system_packages
+    ensure_venv
+    ensure_docker
+    "$PY" scripts/build_images.py
+    export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY
+}
+
+cmd=${1:-setup}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    setup)
+        setup ;;
+    example)
+        setup
+        input=${1:-/usr/share/common-licenses/GPL-3}
+        [ -f "$input" ] || input=$ROOT/README.md
+        "$VENV/bin/spark-submit" --master 'local[*]' --conf spark.log.level=ERROR example/word_count.py "$input" ;;
+    test)
+        setup
+        log "building the docs with -W"
+        "$PY" -m sphinx -W -q -b html docs docs/_build/html
+        "$PY" -m pytest "$@" ;;
+    *)
+        die "unknown command '$cmd': use setup, example or test" ;;
+esac

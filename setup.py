@@ -1,0 +1,24 @@
+"""Install lofn."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "lofn" / "__init__.py").read_text(),
+                    re.MULTILINE).group(1)
+
+setup(
+    name="lofn",
+    version=VERSION,
+    description="Parallelize a serial command-line tool with Spark and Docker",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["lofn", "lofn.*"]),
+    package_data={"lofn": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=["pyspark>=3.5", "docker>=7.0", "hdfs>=2.7"],
+    extras_require={"test": ["pytest>=7"], "docs": ["sphinx>=7"]},
+)
