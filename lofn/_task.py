@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
+from lofn._reaper import temp_prefix, watch
 from lofn.docker_handler import ContainerSpec, run_container
 from lofn.errors import LofnError, MissingOutputError
 from lofn.tmp_file_handler import (
@@ -45,6 +47,7 @@ def _task_ids() -> tuple[int, int, int]:
 
 def _peek(iterator: Iterator) -> Iterator | None:
     """Return an iterator over the same elements, or ``None`` if there are none."""
+    iterator = iter(iterator)  # PySpark passes a range object for parallelize(range(...))
     first = next(iterator, _EMPTY)
     if first is _EMPTY:
         return None
@@ -66,6 +69,13 @@ class ContainerJob:
     options: dict
     temporary_directory_parent: str | None
     app: str
+
+    def task_directory(self) -> TaskDirectory:
+        """A new temp directory for this task, known to the worker's watchdog."""
+        parent = self.temporary_directory_parent or tempfile.gettempdir()
+        os.makedirs(parent, exist_ok=True)
+        watch(parent)
+        return TaskDirectory(parent, prefix=temp_prefix())
 
     def run(self, task: TaskDirectory) -> None:
         stage, partition, attempt = _task_ids()
@@ -106,7 +116,7 @@ def map_partition(job: ContainerJob, input_name: str, output_name: str,
     items = _peek(iterator)
     if items is None:
         return
-    with TaskDirectory(job.temporary_directory_parent) as task:
+    with job.task_directory() as task:
         output = job.run_on_partition(task, items, input_name, map_udf, output_name)
         yield from read_lines(output, _task_ids()[1])
 
@@ -118,7 +128,7 @@ def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,
     items = _peek(iterator)
     if items is None:
         return
-    task = TaskDirectory(job.temporary_directory_parent)
+    task = job.task_directory()
     try:
         output = job.run_on_partition(task, items, input_name, map_udf, output_name)
         extension = os.path.splitext(output_name)[1]
@@ -223,7 +233,7 @@ def _read_bytes(path: str) -> bytes:
 
 def merge_partition(merge: Merge, final: bool, fan_in: int, index: int, iterator: Iterator):
     """One merge task of one round: receive blocks, run the container, emit block ``index``."""
-    with TaskDirectory(merge.job.temporary_directory_parent) as task:
+    with merge.job.task_directory() as task:
         blocks: dict[int, list] = {}  # block -> [path, reduced, next seq]
         for _, (block, reduced, seq, chunk) in iterator:
             entry = blocks.setdefault(

@@ -209,7 +209,7 @@ def validate_user_input(volumes, shared_mountpoint: str | None = None,
 
 def _overlaps(first: str, second: str) -> bool:
     first, second = os.path.normpath(first), os.path.normpath(second)
-    return first == second or first.startswith(second + "/") or second.startswith(first + "/")
+    return os.path.commonpath([first, second]) in (first, second)
 
 
 def run(image_name, command, bind_files, volume_files, **kwargs):

@@ -42,7 +42,8 @@ def encode_lines(elements: Iterable) -> Iterator[bytes]:
 
 
 def write_lines(path: str, elements: Iterable) -> None:
-    """Stream elements to ``path``, one line each."""
+    """Stream elements to ``path``, one line each, creating its directory if needed."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "wb", buffering=_BUFFER) as handle:
         handle.writelines(encode_lines(elements))
 
@@ -175,8 +176,8 @@ class UDF:
         written = []
         for name, contents in inner_partitions.items():
             path = os.path.join(self.temporary_directory, check_file_name(name, "UDF file name"))
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             if isinstance(contents, (bytes, bytearray, str)):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "wb") as handle:
                     handle.write(_encode(contents))
             elif hasattr(contents, "__iter__"):

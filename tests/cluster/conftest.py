@@ -1,0 +1,199 @@
+"""Cluster fixtures: a real Spark standalone cluster (one master, two workers) for the session.
+
+The master and the workers are separate JVMs started with pyspark's own
+launcher (``bin/spark-class``), all bound to 127.0.0.1 on free ports. Each
+worker offers one core, so a job with several partitions must use both
+executors. Workers inherit the session's ``TMPDIR`` (exported by
+``tests/conftest.py``), so lofn's temp directories on the executors land in
+the directory that the session's leftover check inspects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+
+pytestmark = pytest.mark.cluster
+
+WORKERS = 2
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+LOG_TAIL = 40
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = LOG_TAIL) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"<cannot read {path}: {exc}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class _Daemon:
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def describe(self) -> str:
+        code = self.process.poll()
+        state = "running" if code is None else f"exited with {code}"
+        return f"--- {self.name} (pid {self.process.pid}, {state}), {self.log}:\n{_tail(self.log)}"
+
+    def stop(self) -> None:
+        """SIGTERM the JVM, wait, then SIGKILL its whole process group (executors included)."""
+        process = self.process
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
+        # The JVM is the session leader of its own group (start_new_session), and
+        # a worker's executors stay in that group: kill what is left of it.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class StandaloneCluster:
+    """A running standalone cluster; ``master_url`` is ``spark://127.0.0.1:PORT``."""
+
+    spark_home: Path
+    master_url: str
+    web_url: str
+    base: Path
+    python: str
+    startup_seconds: float = 0.0
+    daemons: list[_Daemon] = field(default_factory=list)
+
+    @property
+    def spark_submit(self) -> Path:
+        return self.spark_home / "bin" / "spark-submit"
+
+    def state(self) -> dict:
+        with urllib.request.urlopen(f"{self.web_url}/json/", timeout=5) as response:
+            return json.load(response)
+
+    def logs(self) -> str:
+        return "\n".join(daemon.describe() for daemon in self.daemons)
+
+
+def _spark_home() -> Path:
+    try:
+        import pyspark
+    except ImportError as exc:
+        require("pyspark", str(exc))
+    return Path(pyspark.__file__).resolve().parent
+
+
+def _start(cluster: StandaloneCluster, name: str, arguments: list[str], env: dict) -> _Daemon:
+    log = cluster.base / f"{name}.log"
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            [str(cluster.spark_home / "bin" / "spark-class"), *arguments],
+            stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
+            env=env, cwd=cluster.base, start_new_session=True)
+    daemon = _Daemon(name, process, log)
+    cluster.daemons.append(daemon)
+    return daemon
+
+
+def _wait_alive(cluster: StandaloneCluster, workers: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer from the master web UI yet"
+    while time.monotonic() < deadline:
+        dead = [daemon for daemon in cluster.daemons if daemon.process.poll() is not None]
+        if dead:
+            pytest.fail(f"Spark standalone {', '.join(d.name for d in dead)} exited during "
+                        f"startup\n{cluster.logs()}", pytrace=False)
+        try:
+            state = cluster.state()
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            last = f"master web UI {cluster.web_url}/json/: {exc}"
+        else:
+            alive = [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
+            if len(alive) >= workers:
+                return
+            last = (f"{len(alive)} of {workers} workers ALIVE: "
+                    f"{[(w.get('id'), w.get('state')) for w in state.get('workers', [])]}")
+        time.sleep(0.5)
+    pytest.fail(f"Spark standalone cluster not ready after {timeout:.0f} s ({last})\n"
+                f"{cluster.logs()}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def standalone_master(docker_client, busybox, session_tmp):
+    """A standalone master with two one-core workers; yields a :class:`StandaloneCluster`."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        require("Java", "no 'java' on PATH and no JAVA_HOME (Spark needs Java 17+)")
+    spark_home = _spark_home()
+    launcher = spark_home / "bin" / "spark-class"
+    if not os.access(launcher, os.X_OK):
+        require("the Spark launcher", f"{launcher} is missing or not executable")
+
+    # Outside the session TMPDIR on purpose: its entries are not lofn's to check.
+    base = Path(tempfile.mkdtemp(prefix="spark-standalone-", dir=os.path.dirname(session_tmp)))
+    python = os.environ.get("PYSPARK_PYTHON") or sys.executable
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "TMPDIR": session_tmp,
+           "PYSPARK_PYTHON": python, "SPARK_NO_DAEMONIZE": "1",
+           "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(base),
+           "SPARK_PID_DIR": str(base),
+           # Keep the JVMs' own temp files out of /tmp, in the directory removed at the end.
+           "SPARK_DAEMON_JAVA_OPTS": " ".join(filter(None, [
+               os.environ.get("SPARK_DAEMON_JAVA_OPTS"), f"-Djava.io.tmpdir={base}"]))}
+    port, web_port = _free_port(), _free_port()
+    cluster = StandaloneCluster(spark_home=spark_home, master_url=f"spark://127.0.0.1:{port}",
+                                web_url=f"http://127.0.0.1:{web_port}", base=base, python=python)
+    started = time.monotonic()
+    try:
+        _start(cluster, "master", ["org.apache.spark.deploy.master.Master", "--host",
+                                   "127.0.0.1", "--port", str(port), "--webui-port",
+                                   str(web_port)], env)
+        for number in range(1, WORKERS + 1):
+            work = base / f"worker-{number}"
+            local = base / f"local-{number}"
+            work.mkdir()
+            local.mkdir()
+            _start(cluster, f"worker-{number}",
+                   ["org.apache.spark.deploy.worker.Worker", cluster.master_url,
+                    "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
+                    "--work-dir", str(work), "--webui-port", str(_free_port())],
+                   {**env, "SPARK_LOCAL_DIRS": str(local)})
+        _wait_alive(cluster, WORKERS, START_TIMEOUT)
+        cluster.startup_seconds = time.monotonic() - started
+        print(f"\nstandalone cluster {cluster.master_url} up in {cluster.startup_seconds:.1f} s")
+        yield cluster
+    finally:
+        # Workers first (each kills its executors), then the master.
+        for daemon in reversed(cluster.daemons):
+            daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
