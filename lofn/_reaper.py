@@ -10,9 +10,8 @@ containers (label ``lofn.pid=<pid>``) and its temp directories
 (``lofn-<pid>-*`` in every parent the worker registered). When the worker
 ends normally there is nothing left to remove and the watchdog just exits.
 
-Usage (started by :func:`watch`, not by hand)::
-
-    python -m lofn._reaper WORKER_PID < parents-one-per-line
+Started by :func:`watch`, never by hand; it reads the parents to sweep,
+one per line, on stdin.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ def watch(parent: str) -> None:
     if _watchdog is None or _watchdog[0] != os.getpid() or _watchdog[1].poll() is not None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         process = subprocess.Popen(
-            [sys.executable, "-m", "lofn._reaper", str(os.getpid())],
+            [sys.executable, "-c", "from lofn._reaper import main; main()", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
             start_new_session=True, close_fds=True)
         _watchdog = (os.getpid(), process, set())

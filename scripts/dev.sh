@@ -14,6 +14,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${LOFN_VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
+# Debian's python3, not one under /root: Spark executors may run as other
+# users (yarn, nobody, a test user), and they must be able to run the venv.
+BASE_PYTHON=${LOFN_PYTHON:-/usr/bin/python3}
 DOCKERD_LOG=${LOFN_DOCKERD_LOG:-/var/log/lofn-dockerd.log}
 cd "$ROOT"
 
@@ -38,17 +41,22 @@ ensure_system_packages() {
     local missing=()
     command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
     have_package busybox-static || missing+=(busybox-static)
-    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    [ -x "$BASE_PYTHON" ] || missing+=(python3)
+    "$BASE_PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
 ensure_venv() {
     local stamp=$VENV/.lofn-installed want
-    want=$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)
+    want=$( (cat requirements.txt setup.py; echo "$BASE_PYTHON") | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return
     fi
-    [ -x "$PY" ] || { log "creating virtualenv $VENV"; python3 -m venv "$VENV"; }
+    if [ -e "$VENV" ] && [ "$(readlink -f "$VENV/bin/python")" != "$(readlink -f "$BASE_PYTHON")" ]; then
+        log "recreating $VENV with $BASE_PYTHON"
+        rm -rf "$VENV"
+    fi
+    [ -x "$PY" ] || { log "creating virtualenv $VENV"; "$BASE_PYTHON" -m venv "$VENV"; }
     log "installing requirements.txt and lofn into $VENV"
     "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt -e .
     echo "$want" > "$stamp"
