@@ -186,6 +186,12 @@ class DockerPipe:
         directory holding one output file per non-empty partition
         (``part-00000.bin``, ... named by partition id; read it with
         ``sc.binaryFiles``), and the directory is removed on exit, also on error.
+        A retried task replaces its partition's file, never adds a second one.
+
+        On local and standalone masters the directory is made on the driver,
+        under ``temporary_directory_parent``, and executors move their files
+        into it: on a standalone cluster of several hosts that parent must be
+        on a filesystem every node shares (NFS, say), as must user volumes.
 
         Args:
             rdd: a Spark RDD.

@@ -74,8 +74,8 @@ class ContainerSpec:
         image: image name or ID.
         command: command for ``sh -c`` inside the container.
         volumes: host path -> ``{'bind': container path, 'mode': 'ro'|'rw'}``.
-        options: ``containers.create`` keyword arguments, as made by
-            :func:`lofn._options.parse_docker_options`.
+        options: ``containers.create`` keyword arguments, as translated
+            from ``docker_options``.
         labels: labels added to lofn's own.
         name: container name, or ``None`` for one chosen by the engine.
         partition: Spark partition id, for error messages.

@@ -68,6 +68,8 @@ ensure_docker() {
     engine_answers && return
     command -v dockerd >/dev/null || apt_install docker.io
     [ "$(id -u)" -eq 0 ] || die "no Docker engine answers and only root can start dockerd"
+    # a daemon killed with its session leaves its pid file behind
+    pgrep -x dockerd >/dev/null || rm -f /var/run/docker.pid
     log "starting dockerd (log: $DOCKERD_LOG)"
     mkdir -p "$(dirname "$DOCKERD_LOG")"
     setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &

@@ -40,7 +40,7 @@ def unprivileged_user():
 
 
 def test_outputs_are_owned_by_the_executor_user(unprivileged_user, busybox):
-    home = tempfile.mkdtemp(prefix="owner-home-")
+    home = tempfile.mkdtemp(prefix="owner-home-", dir="/tmp")  # the session tmp is root-only
     parent = os.path.join(home, "lofn-tmp")
     os.mkdir(parent)
     for path in (home, parent):
