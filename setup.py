@@ -19,6 +19,8 @@ setup(
     packages=find_packages(include=["lofn", "lofn.*"]),
     package_data={"lofn": ["py.typed"]},
     python_requires=">=3.10",
-    install_requires=["pyspark>=3.5", "docker>=7.0", "hdfs>=2.7"],
-    extras_require={"test": ["pytest>=7"], "docs": ["sphinx>=7"]},
+    # pyspark is an extra: on a cluster Spark provides it, and a packed
+    # environment shipped to YARN executors (scripts/pack_env.sh) stays small.
+    install_requires=["docker>=7.0", "hdfs>=2.7"],
+    extras_require={"spark": ["pyspark>=3.5"], "test": ["pytest>=7"], "docs": ["sphinx>=7"]},
 )

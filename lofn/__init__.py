@@ -13,6 +13,8 @@ from lofn.api import DockerPipe
 from lofn.errors import (
     DockerFailure,
     DockerUnavailable,
+    HdfsFailure,
+    HdfsUnavailable,
     InvalidArgument,
     InvalidArgumentType,
     LofnError,
@@ -28,6 +30,8 @@ __all__ = [
     "InvalidArgument",
     "InvalidArgumentType",
     "DockerUnavailable",
+    "HdfsFailure",
+    "HdfsUnavailable",
     "DockerFailure",
     "MissingOutputError",
     "OutputDecodeError",

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 from lofn._reaper import temp_prefix, watch
 from lofn.docker_handler import ContainerSpec, run_container
 from lofn.errors import LofnError, MissingOutputError
+from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
 from lofn.tmp_file_handler import (
     UDF,
     TaskDirectory,
@@ -69,6 +70,8 @@ class ContainerJob:
     options: dict
     temporary_directory_parent: str | None
     app: str
+    hdfs_volumes: dict | None = None
+    hdfs: HdfsConfig | None = None
 
     def task_directory(self) -> TaskDirectory:
         """A new temp directory for this task, known to the worker's watchdog."""
@@ -78,8 +81,16 @@ class ContainerJob:
         return TaskDirectory(parent, prefix=temp_prefix())
 
     def run(self, task: TaskDirectory) -> None:
+        if not self.hdfs_volumes:
+            return self._run(task, self.volumes)
+        with setup_user_volumes_from_hdfs(
+                self.hdfs_volumes, hdfs=self.hdfs,
+                temporary_directory_parent=self.temporary_directory_parent) as local:
+            return self._run(task, {**self.volumes, **local})
+
+    def _run(self, task: TaskDirectory, volumes: dict) -> None:
         stage, partition, attempt = _task_ids()
-        mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **self.volumes}
+        mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **volumes}
         if "user" in self.options:
             os.chmod(task.shared, 0o777)  # the container's user is not ours
         suffix = os.path.basename(task.root).replace("_", "")
@@ -133,7 +144,8 @@ def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,
         output = job.run_on_partition(task, items, input_name, map_udf, output_name)
         extension = os.path.splitext(output_name)[1]
         name = f"part-{_task_ids()[1]:05d}{extension}"
-        yield handle_binary(task.root, destination, output, master_type, name=name)
+        yield handle_binary(task.root, destination, output, master_type, name=name,
+                            hdfs=job.hdfs)
     finally:
         task.remove()
 

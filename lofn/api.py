@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Callable, Iterator
 
-from lofn import _options, _task
+from lofn import _options, _task, hdfs_handler
 from lofn.docker_handler import validate_user_input
 from lofn.errors import InvalidArgument, InvalidArgumentType, LofnError, from_spark_error
 from lofn.tmp_file_handler import check_file_name, split_lines
@@ -92,7 +92,15 @@ class DockerPipe:
         volumes: user volumes mounted in every container, e.g. a reference
             genome: ``{'/host/dir': {'bind': '/container/dir', 'mode': 'ro'}}``.
             ``mode`` is ``'ro'`` (the default) or ``'rw'``. Host paths must be
-            absolute and exist.
+            absolute and exist. On YARN the keys are HDFS paths (files or
+            directories): each is downloaded once per executor host and mounted
+            as a directory; a ``rw`` volume gets a private copy per task.
+        hdfs_url: the namenode's WebHDFS address (``http://namenode:9870``,
+            ``;``-separated for HA) or an HdfsCLI alias. Found in the Spark
+            configuration or ``HADOOP_CONF_DIR`` if not given; only needed on YARN.
+        hdfs_user: the HDFS user (default: the driver's user).
+        hdfs_timeout: seconds, or ``(connect, read)``, for each WebHDFS request
+            (default ``(10, 300)``).
 
     Raises:
         TypeError: an unknown keyword argument, or ``volumes`` not a dict.
@@ -101,8 +109,13 @@ class DockerPipe:
 
     def __init__(self, spark_configuration, **kwargs) -> None:
         _check_kwargs("DockerPipe", kwargs,
-                      {"temporary_directory_parent", "shared_mountpoint", "volumes"})
+                      {"temporary_directory_parent", "shared_mountpoint", "volumes",
+                       "hdfs_url", "hdfs_user", "hdfs_timeout"})
         self.master, self.master_type = _master_type(spark_configuration)
+        self._spark_configuration = spark_configuration
+        self._hdfs_options = (kwargs.get("hdfs_url"), kwargs.get("hdfs_user"),
+                              kwargs.get("hdfs_timeout"))
+        self._hdfs: hdfs_handler.HdfsConfig | None = None
         self.shared_mountpoint = kwargs.get("shared_mountpoint") or "/shared/"
         if not isinstance(self.shared_mountpoint, str) or not self.shared_mountpoint.startswith("/"):
             raise InvalidArgument(f"shared_mountpoint must be an absolute container path, "
@@ -116,10 +129,24 @@ class DockerPipe:
         self.user_volume = (validate_user_input(volumes, self.shared_mountpoint,
                                                 check_host_paths=self.master_type != "yarn")
                             if volumes is not None else {})
+        if self.master_type == "yarn":
+            for path in self.user_volume:
+                if self.hdfs.call(f"check volume {path!r}", "status", path, strict=False) is None:
+                    raise InvalidArgument(f"volume HDFS path {path!r} does not exist "
+                                          f"(WebHDFS {self.hdfs.url})")
+
+    @property
+    def hdfs(self) -> hdfs_handler.HdfsConfig:
+        """How this pipe reaches HDFS, found on first use (see :mod:`lofn.hdfs_handler`)."""
+        if self._hdfs is None:
+            url, user, timeout = self._hdfs_options
+            self._hdfs = hdfs_handler.resolve(url, self._spark_configuration, user, timeout)
+        return self._hdfs
 
     # -- driver-side preparation ---------------------------------------------------
 
-    def _job(self, rdd, image_name, command, kwargs: dict) -> _task.ContainerJob:
+    def _job(self, rdd, image_name, command, kwargs: dict,
+             binary: bool = False) -> _task.ContainerJob:
         if not hasattr(rdd, "mapPartitions"):
             raise InvalidArgumentType(f"rdd must be a Spark RDD, got {type(rdd).__name__}")
         for name, value in (("image_name", image_name), ("command", command)):
@@ -129,11 +156,14 @@ class DockerPipe:
         extra = options.get("volumes", {})
         if extra:
             options["volumes"] = validate_user_input(extra, self.shared_mountpoint)
+        on_hdfs = self.master_type == "yarn"
         return _task.ContainerJob(
             image=image_name, command=command, shared_mountpoint=self.shared_mountpoint,
-            volumes=self.user_volume, options=options,
+            volumes={} if on_hdfs else self.user_volume, options=options,
             temporary_directory_parent=self.temporary_directory_parent,
-            app=rdd.context.applicationId)
+            app=rdd.context.applicationId,
+            hdfs_volumes=self.user_volume if on_hdfs else None,
+            hdfs=self.hdfs if on_hdfs and (self.user_volume or binary) else None)
 
     @staticmethod
     def _name(kwargs: dict, key: str) -> str:
@@ -203,20 +233,22 @@ class DockerPipe:
             container_binary_output_name: output file (default ``'output.bin'``).
             docker_options: additional ``docker run`` flags, as a list.
             map_udf: as for :meth:`map`.
-            hdfs_tempdir: on YARN, the HDFS directory for the outputs.
+            hdfs_tempdir: on YARN, the HDFS directory under which a unique
+                directory for the outputs is made (default
+                ``/user/<user>/lofn_temp``).
 
         Yields:
             The directory path containing the output files.
         """
         _check_kwargs("map_binary", kwargs, _MAP_BINARY)
-        job = self._job(rdd, image_name, command, kwargs)
+        job = self._job(rdd, image_name, command, kwargs, binary=True)
         input_name = self._name(kwargs, "container_input_name")
         output_name = self._name(kwargs, "container_binary_output_name")
         udf = self._udf(kwargs, "map_udf")
         if self.master_type == "yarn":
-            from lofn import hdfs_handler
-            destination = hdfs_handler.binary_output_directory(kwargs.get("hdfs_tempdir"))
-            remove = hdfs_handler.remove_directory
+            destination = hdfs_handler.binary_output_directory(
+                kwargs.get("hdfs_tempdir"), self.hdfs, app=rdd.context.applicationId)
+            remove = partial(hdfs_handler.remove_directory, config=self.hdfs)
         else:
             parent = self.temporary_directory_parent
             if parent:

@@ -8,6 +8,8 @@ from the builtin a caller would expect::
      +-- InvalidArgument (ValueError)        bad value: volumes, options, names
      +-- InvalidArgumentType (TypeError)     bad type, unknown keyword argument
      +-- DockerUnavailable (OSError)         no Docker engine answers
+     +-- HdfsFailure (OSError)               an HDFS operation failed
+          +-- HdfsUnavailable                WebHDFS does not answer in time
      +-- DockerFailure                       a container failed
           +-- MissingOutputError             exit 0, but no output file
      +-- OutputDecodeError (UnicodeError)    text output is not UTF-8
@@ -27,6 +29,8 @@ __all__ = [
     "InvalidArgument",
     "InvalidArgumentType",
     "DockerUnavailable",
+    "HdfsFailure",
+    "HdfsUnavailable",
     "DockerFailure",
     "MissingOutputError",
     "OutputDecodeError",
@@ -48,6 +52,14 @@ class InvalidArgumentType(LofnError, TypeError):
 
 class DockerUnavailable(LofnError, OSError):
     """The Docker engine cannot be reached from this host."""
+
+
+class HdfsFailure(LofnError, OSError):
+    """An HDFS operation failed (a missing path, a refused request)."""
+
+
+class HdfsUnavailable(HdfsFailure):
+    """The namenode's WebHDFS endpoint cannot be reached within the timeout."""
 
 
 class DockerFailure(LofnError):

@@ -199,7 +199,7 @@ class UDF:
 
 
 def handle_binary(origin_directory: str, destination_directory: str, input_path: str,
-                  master_type: str, name: str | None = None) -> str:
+                  master_type: str, name: str | None = None, hdfs=None) -> str:
     """Move a container's binary output into the job's output directory.
 
     The file is renamed into place atomically, so a retried task replaces
@@ -212,6 +212,7 @@ def handle_binary(origin_directory: str, destination_directory: str, input_path:
         input_path: the output file to move.
         master_type: ``'standalone'`` (local or standalone Spark) or ``'yarn'``.
         name: file name in the destination; a unique one if ``None``.
+        hdfs: on YARN, the :class:`~lofn.hdfs_handler.HdfsConfig` to upload with.
 
     Returns:
         Path of the moved file.
@@ -219,7 +220,7 @@ def handle_binary(origin_directory: str, destination_directory: str, input_path:
     if master_type != "standalone":
         from lofn import hdfs_handler
         return hdfs_handler.put_binary(origin_directory, destination_directory,
-                                       input_path, name=name)
+                                       input_path, name=name, config=hdfs)
     try:
         if name is None:
             handle, destination = tempfile.mkstemp(dir=destination_directory, prefix="part-")

@@ -5,8 +5,8 @@
 #   bash scripts/dev.sh example          # setup + the word-count example on local Spark
 #   bash scripts/dev.sh test [PYTEST...] # setup + docs build + the whole test suite
 #
-# What setup does, each step skipped when already done: Java 17 and Debian's
-# busybox-static (apt), a Docker engine (Debian's docker.io, dockerd started in
+# What setup does, each step skipped when already done: Java 17 (a JDK) and
+# Maven, Debian's busybox-static (apt), a Docker engine (Debian's docker.io, dockerd started in
 # the background) when none answers, a virtualenv in .venv with requirements.txt
 # and lofn, and the example images, built locally without a registry.
 set -euo pipefail
@@ -39,7 +39,9 @@ have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "instal
 
 ensure_system_packages() {
     local missing=()
-    command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+    # a JDK and Maven: the tests build a Hadoop mini cluster from Maven Central
+    command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+    command -v mvn >/dev/null || missing+=(maven)
     have_package busybox-static || missing+=(busybox-static)
     [ -x "$BASE_PYTHON" ] || missing+=(python3)
     "$BASE_PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

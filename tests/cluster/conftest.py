@@ -1,4 +1,5 @@
-"""Cluster fixtures: a real Spark standalone cluster (one master, two workers) for the session.
+"""Cluster fixtures: a real Spark standalone cluster (one master, two workers) for the session,
+and a real single-node Hadoop (HDFS with WebHDFS, and YARN) for the modules that need it.
 
 The master and the workers are separate JVMs started with pyspark's own
 launcher (``bin/spark-class``), all bound to 127.0.0.1 on free ports. Each
@@ -10,8 +11,10 @@ the directory that the session's leftover check inspects.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -197,3 +200,67 @@ def standalone_master(docker_client, busybox, session_tmp):
         for daemon in reversed(cluster.daemons):
             daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Hadoop: HDFS (WebHDFS) + YARN, one JVM from Maven Central artifacts
+
+HADOOP_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "hadoop"
+
+
+class Hadoop:
+    """A running single-node Hadoop started by ``scripts/hadoop/start.sh``."""
+
+    def __init__(self, run_dir: str, env: dict[str, str]) -> None:
+        self.run_dir = run_dir
+        self.env = env
+        self.conf_dir = env["HADOOP_CONF_DIR"]
+        self.webhdfs_url = env["LOFN_WEBHDFS_URL"]
+        self.spark_conf = env["LOFN_SPARK_YARN_CONF"]
+
+    def client(self):
+        from hdfs import InsecureClient
+
+        return InsecureClient(self.webhdfs_url, user=getpass.getuser())
+
+    def webhdfs_opens(self, path: str) -> int:
+        """How many times WebHDFS opened ``path`` (read) so far, from the namenode's audit log."""
+        with open(os.path.join(self.run_dir, "cluster.log"), encoding="utf-8",
+                  errors="replace") as log:
+            return sum(1 for line in log
+                       if "cmd=open" in line and f"src={path}\t" in line and "proto=webhdfs" in line)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(os.path.join(self.run_dir, "cluster.log"), errors="replace") as log:
+                return "".join(log.readlines()[-lines:])
+        except OSError:
+            return "(no cluster log)"
+
+
+@pytest.fixture(scope="session")
+def hadoop():
+    """A real single-node Hadoop for the session, stopped afterwards."""
+    for tool in ("java", "javac", "mvn"):
+        if shutil.which(tool) is None:
+            require(tool, "needed to build and run the Hadoop mini cluster")
+    run_dir = tempfile.mkdtemp(prefix="hadoop-run-", dir="/tmp")
+    os.rmdir(run_dir)  # start.sh makes it, with its marker
+    env = {**os.environ, "LOFN_HADOOP_RUN_DIR": run_dir, "LOFN_PYTHON": sys.executable}
+    started = subprocess.run([str(HADOOP_SCRIPTS / "start.sh")], env=env, capture_output=True,
+                             text=True, timeout=900)
+    if started.returncode != 0:
+        subprocess.run([str(HADOOP_SCRIPTS / "stop.sh")], env=env, capture_output=True)
+        pytest.fail(f"Hadoop did not start:\n{started.stderr[-4000:]}", pytrace=False)
+    exports = {}
+    for line in started.stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            exports[key] = shlex.split(value)[0] if value else ""
+    cluster = Hadoop(run_dir, exports)
+    try:
+        yield cluster
+    finally:
+        stopped = subprocess.run([str(HADOOP_SCRIPTS / "stop.sh")], env=env, capture_output=True,
+                                 text=True, timeout=300)
+        assert stopped.returncode == 0, stopped.stderr[-2000:]

@@ -46,9 +46,11 @@ def test_execute_runs_a_docker_run_line_without_a_shell(busybox, tmp_path):
     assert "code 3" in execute(["docker", "run", busybox, "sh", "-c", "exit 3"])
 
 
-def test_hdfs_volumes_need_an_hdfs_url():
+def test_hdfs_volumes_need_an_hdfs_url(monkeypatch, tmp_path):
     from lofn.hdfs_handler import setup_user_volumes_from_hdfs
 
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.setenv("HDFSCLI_CONFIG", str(tmp_path / "none.cfg"))
     with pytest.raises(ValueError, match="needs an HDFS URL"):
         with setup_user_volumes_from_hdfs({"/ref": {"bind": "/ref"}}):
             pass

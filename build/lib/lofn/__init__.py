@@ -1,0 +1,42 @@
+"""lofn: run a serial command-line tool over Spark partitions in Docker containers.
+
+>>> from lofn import DockerPipe
+>>> pipe = DockerPipe(SparkConf())
+>>> counts = pipe.map(rdd, "busybox", "wc -l < /shared/input.txt > /shared/output.txt")
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lofn.api import DockerPipe
+from lofn.errors import (
+    DockerFailure,
+    DockerUnavailable,
+    HdfsFailure,
+    HdfsUnavailable,
+    InvalidArgument,
+    InvalidArgumentType,
+    LofnError,
+    MissingOutputError,
+    OutputDecodeError,
+    from_spark_error,
+)
+
+__version__ = "1.0.0.dev0"
+__all__ = [
+    "DockerPipe",
+    "LofnError",
+    "InvalidArgument",
+    "InvalidArgumentType",
+    "DockerUnavailable",
+    "HdfsFailure",
+    "HdfsUnavailable",
+    "DockerFailure",
+    "MissingOutputError",
+    "OutputDecodeError",
+    "from_spark_error",
+    "__version__",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,280 @@
+"""Code that runs inside Spark tasks, on the executors.
+
+A reduce treats each partition (for ``reduce_binary``, each file) as one
+block and merges blocks in a tree, on the executors: in each round, block
+``b`` goes to merge partition ``b // fan_in``, each merge partition runs one
+container over its blocks, and its output becomes block ``index`` of the
+next round. Blocks travel through Spark's shuffle as records
+``(target, (block, reduced, seq, chunk))`` of at most ``CHUNK`` bytes, so
+no record holds a whole partition.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+from lofn._reaper import temp_prefix, watch
+from lofn.docker_handler import ContainerSpec, run_container
+from lofn.errors import LofnError, MissingOutputError
+from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
+from lofn.tmp_file_handler import (
+    UDF,
+    TaskDirectory,
+    encode_lines,
+    handle_binary,
+    read_lines,
+    write_lines,
+)
+
+CHUNK = 1 << 20
+
+_EMPTY = object()
+
+
+def _task_ids() -> tuple[int, int, int]:
+    """(stage, partition, attempt) of the running Spark task; zeros outside Spark."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    if context is None:
+        return 0, 0, 0
+    return context.stageId(), context.partitionId(), context.attemptNumber()
+
+
+def _peek(iterator: Iterator) -> Iterator | None:
+    """Return an iterator over the same elements, or ``None`` if there are none."""
+    iterator = iter(iterator)  # PySpark passes a range object for parallelize(range(...))
+    first = next(iterator, _EMPTY)
+    if first is _EMPTY:
+        return None
+
+    def chained():
+        yield first
+        yield from iterator
+    return chained()
+
+
+@dataclass(frozen=True)
+class ContainerJob:
+    """How to run the container for one task; built on the driver, pickled to tasks."""
+
+    image: str
+    command: str
+    shared_mountpoint: str
+    volumes: dict
+    options: dict
+    temporary_directory_parent: str | None
+    app: str
+    hdfs_volumes: dict | None = None
+    hdfs: HdfsConfig | None = None
+
+    def task_directory(self) -> TaskDirectory:
+        """A new temp directory for this task, known to the worker's watchdog."""
+        parent = self.temporary_directory_parent or tempfile.gettempdir()
+        os.makedirs(parent, exist_ok=True)
+        watch(parent)
+        return TaskDirectory(parent, prefix=temp_prefix())
+
+    def run(self, task: TaskDirectory) -> None:
+        if not self.hdfs_volumes:
+            return self._run(task, self.volumes)
+        with setup_user_volumes_from_hdfs(
+                self.hdfs_volumes, hdfs=self.hdfs,
+                temporary_directory_parent=self.temporary_directory_parent) as local:
+            return self._run(task, {**self.volumes, **local})
+
+    def _run(self, task: TaskDirectory, volumes: dict) -> None:
+        stage, partition, attempt = _task_ids()
+        mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **volumes}
+        if "user" in self.options:
+            os.chmod(task.shared, 0o777)  # the container's user is not ours
+        suffix = os.path.basename(task.root).replace("_", "")
+        spec = ContainerSpec(
+            self.image, self.command, volumes=mounts, options=self.options,
+            labels={"lofn.app": self.app, "lofn.stage": str(stage),
+                    "lofn.partition": str(partition), "lofn.attempt": str(attempt)},
+            name=f"{suffix}-s{stage}-p{partition}-a{attempt}", partition=partition)
+        run_container(spec)
+
+    def output(self, task: TaskDirectory, name: str) -> str:
+        path = os.path.join(task.shared, name)
+        if not os.path.isfile(path):
+            raise MissingOutputError(
+                f"container exited 0 but did not write {os.path.join(self.shared_mountpoint, name)}"
+                f" (host {socket.gethostname()}:{path})", image=self.image, command=self.command,
+                partition=_task_ids()[1])
+        return path
+
+    def run_on_partition(self, task: TaskDirectory, items: Iterator, input_name: str,
+                         map_udf: Callable | None, output_name: str) -> str:
+        """Write a partition's inputs, run the container, return the output path."""
+        if map_udf is not None:
+            UDF(task.shared, map_udf, partition=items).map_udf()
+        else:
+            write_lines(os.path.join(task.shared, input_name), items)
+        self.run(task)
+        return self.output(task, output_name)
+
+
+def map_partition(job: ContainerJob, input_name: str, output_name: str,
+                  map_udf: Callable | None, iterator: Iterator) -> Iterator[str]:
+    """``mapPartitions`` body of ``DockerPipe.map``: yields the output's lines."""
+    items = _peek(iterator)
+    if items is None:
+        return
+    with job.task_directory() as task:
+        output = job.run_on_partition(task, items, input_name, map_udf, output_name)
+        yield from read_lines(output, _task_ids()[1])
+
+
+def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,
+                         map_udf: Callable | None, destination: str, master_type: str,
+                         iterator: Iterator) -> Iterator[str]:
+    """``mapPartitions`` body of ``DockerPipe.map_binary``: yields the stored file's path."""
+    items = _peek(iterator)
+    if items is None:
+        return
+    task = job.task_directory()
+    try:
+        output = job.run_on_partition(task, items, input_name, map_udf, output_name)
+        extension = os.path.splitext(output_name)[1]
+        name = f"part-{_task_ids()[1]:05d}{extension}"
+        yield handle_binary(task.root, destination, output, master_type, name=name,
+                            hdfs=job.hdfs)
+    finally:
+        task.remove()
+
+
+# ---------------------------------------------------------------------------
+# tree reduce
+
+def _file_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        chunk = handle.read(CHUNK)
+        yield chunk  # at least one record, so an empty block still counts
+        while chunk:
+            chunk = handle.read(CHUNK)
+            if chunk:
+                yield chunk
+
+
+def _records(block: int, reduced: bool, fan_in: int, chunks: Iterable[bytes]):
+    for seq, chunk in enumerate(chunks):
+        yield block // fan_in, (block, reduced, seq, chunk)
+
+
+def _rechunk(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        if len(buffer) >= CHUNK:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+def text_blocks(fan_in: int, index: int, iterator: Iterator):
+    """Partition ``index`` becomes block ``index``; an empty partition is no block."""
+    items = _peek(iterator)
+    if items is None:
+        return
+    yield from _records(index, False, fan_in, _rechunk(encode_lines(items)))
+
+
+def binary_blocks(fan_in: int, offsets: list[int], index: int, iterator: Iterator):
+    """Each element (bytes, or a ``(path, bytes)`` pair from ``binaryFiles``) is a block."""
+    for number, element in enumerate(iterator):
+        data = element[1] if isinstance(element, tuple) else element
+        if not isinstance(data, (bytes, bytearray)):
+            raise LofnError(f"reduce_binary needs bytes or (path, bytes) elements, "
+                            f"got {type(data).__name__}")
+        chunks = [bytes(data[i:i + CHUNK]) for i in range(0, max(len(data), 1), CHUNK)]
+        yield from _records(offsets[index] + number, False, fan_in, chunks)
+
+
+@dataclass(frozen=True)
+class Merge:
+    """How a merge task turns its blocks into the container's input files.
+
+    ``kind`` is ``'append'`` (blocks concatenated into ``names[0]``),
+    ``'pair'`` (two blocks as files ``names[0]`` and ``names[1]``),
+    ``'text_udf'`` (user function on the blocks' lines) or ``'binary_udf'``
+    (user function on the blocks' bytes).
+    """
+
+    job: ContainerJob
+    kind: str
+    names: tuple[str, ...]
+    output_name: str
+    udf: Callable | None = None
+
+    @property
+    def runs_single_block(self) -> bool:
+        """Whether a lone block that was never merged still goes through the command."""
+        return self.kind == "append"
+
+    def prepare(self, task: TaskDirectory, paths: list[str]) -> None:
+        shared = task.shared
+        if self.kind == "append":
+            with open(os.path.join(shared, self.names[0]), "wb") as target:
+                for path in paths:
+                    with open(path, "rb") as source:
+                        shutil.copyfileobj(source, target, CHUNK)
+        elif self.kind == "pair":
+            for path, name in zip(paths, self.names):
+                os.replace(path, os.path.join(shared, name))
+        elif self.kind == "text_udf":
+            left, right = (list(read_lines(path)) for path in paths)
+            UDF(shared, self.udf, partition_1=left, partition_2=right).reduce_udf()
+        else:
+            left, right = (_read_bytes(path) for path in paths)
+            UDF(shared, self.udf, partition_1=left, partition_2=right,
+                input_mode="binary").reduce_udf()
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def merge_partition(merge: Merge, final: bool, fan_in: int, index: int, iterator: Iterator):
+    """One merge task of one round: receive blocks, run the container, emit block ``index``."""
+    with merge.job.task_directory() as task:
+        blocks: dict[int, list] = {}  # block -> [path, reduced, next seq]
+        for _, (block, reduced, seq, chunk) in iterator:
+            entry = blocks.setdefault(
+                block, [os.path.join(task.staging, f"{block:09d}"), reduced, 0])
+            if seq != entry[2]:
+                raise LofnError(f"block {block} arrived out of order (chunk {seq}, "
+                                f"expected {entry[2]})")
+            with open(entry[0], "ab") as handle:
+                handle.write(chunk)
+            entry[2] += 1
+        if not blocks:
+            return
+        order = sorted(blocks)
+        if len(order) == 1:
+            path, reduced, _ = blocks[order[0]]
+            if reduced or not (final and merge.runs_single_block):
+                yield from _records(index, reduced, fan_in, _file_chunks(path))
+                return
+        merge.prepare(task, [blocks[block][0] for block in order])
+        merge.job.run(task)
+        output = merge.job.output(task, merge.output_name)
+        yield from _records(index, True, fan_in, _file_chunks(output))
+
+
+def identity(key: int) -> int:
+    """Partition function for the merge rounds: block key ``k`` goes to partition ``k``."""
+    return key
+
+
+def count(iterator: Iterator) -> list[int]:
+    """Number of elements in a partition."""
+    return [sum(1 for _ in iterator)]

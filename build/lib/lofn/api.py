@@ -1,0 +1,366 @@
+"""Wrapper to execute docker containers as spark tasks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from functools import partial
+from typing import Callable, Iterator
+
+from lofn import _options, _task, hdfs_handler
+from lofn.docker_handler import validate_user_input
+from lofn.errors import InvalidArgument, InvalidArgumentType, LofnError, from_spark_error
+from lofn.tmp_file_handler import check_file_name, split_lines
+
+__all__ = ["DockerPipe"]
+
+logger = logging.getLogger(__name__)
+
+_COMMON = {"docker_options"}
+_MAP = _COMMON | {"container_input_name", "container_output_name", "map_udf"}
+_MAP_BINARY = _COMMON | {"container_input_name", "container_binary_output_name", "map_udf",
+                         "hdfs_tempdir"}
+_REDUCE = _COMMON | {"container_input_name", "container_output_name", "reduce_udf"}
+_REDUCE_BINARY = _COMMON | {"container_binary_input_1_name", "container_binary_input_2_name",
+                            "container_binary_output_name", "reduce_udf"}
+_DEFAULT_NAMES = {
+    "container_input_name": "input.txt",
+    "container_output_name": "output.txt",
+    "container_binary_output_name": "output.bin",
+    "container_binary_input_1_name": "input_1.bin",
+    "container_binary_input_2_name": "input_2.bin",
+}
+PAIRWISE = 2
+
+
+def _check_kwargs(where: str, kwargs: dict, allowed: set[str]) -> None:
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise InvalidArgumentType(f"{where}() got unexpected keyword arguments "
+                                  f"{sorted(unknown)}; it accepts {sorted(allowed)}")
+
+
+def _master_type(spark_configuration) -> tuple[str, str]:
+    """Return (master URL, lofn master type) from a SparkConf or the active context."""
+    master = None
+    if spark_configuration is not None and hasattr(spark_configuration, "get"):
+        master = spark_configuration.get("spark.master")
+    if not master:
+        from pyspark import SparkContext
+        active = SparkContext._active_spark_context
+        master = active.master if active is not None else "local[*]"
+        logger.debug("no spark.master in the configuration; using %s", master)
+    if master.startswith(("local", "spark://")):
+        return master, "standalone"
+    if master.startswith("yarn"):
+        return master, "yarn"
+    raise InvalidArgument(f"Spark master {master!r} is not supported by lofn; use local[...], "
+                          "spark://HOST:PORT (standalone) or yarn")
+
+
+@contextmanager
+def _task_errors():
+    """Re-raise a lofn error raised inside a Spark task as itself, on the driver."""
+    try:
+        yield
+    except LofnError:
+        raise
+    except Exception as exc:
+        failure = from_spark_error(exc)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+class DockerPipe:
+    """Main entry point for lofn: run a Docker container per Spark partition.
+
+    Args:
+        spark_configuration: the Spark configuration, e.g. ``pyspark.SparkConf()``;
+            its ``spark.master`` decides where binary outputs go.
+
+    Keyword Args:
+        temporary_directory_parent: absolute path of the parent directory for
+            temp dirs and files on each executor. ``None`` (the default) uses
+            ``TMPDIR``, ``TEMP``, ``TMP`` or the platform default. It is
+            created if missing.
+        shared_mountpoint: the directory inside each container where the
+            task's temp directory is mounted (default ``'/shared/'``).
+        volumes: user volumes mounted in every container, e.g. a reference
+            genome: ``{'/host/dir': {'bind': '/container/dir', 'mode': 'ro'}}``.
+            ``mode`` is ``'ro'`` (the default) or ``'rw'``. Host paths must be
+            absolute and exist. On YARN the keys are HDFS paths (files or
+            directories): each is downloaded once per executor host and mounted
+            as a directory; a ``rw`` volume gets a private copy per task.
+        hdfs_url: the namenode's WebHDFS address (``http://namenode:9870``,
+            ``;``-separated for HA) or an HdfsCLI alias. Found in the Spark
+            configuration or ``HADOOP_CONF_DIR`` if not given; only needed on YARN.
+        hdfs_user: the HDFS user (default: the driver's user).
+        hdfs_timeout: seconds, or ``(connect, read)``, for each WebHDFS request
+            (default ``(10, 300)``).
+
+    Raises:
+        TypeError: an unknown keyword argument, or ``volumes`` not a dict.
+        ValueError: bad volumes, a relative path, or an unsupported master.
+    """
+
+    def __init__(self, spark_configuration, **kwargs) -> None:
+        _check_kwargs("DockerPipe", kwargs,
+                      {"temporary_directory_parent", "shared_mountpoint", "volumes",
+                       "hdfs_url", "hdfs_user", "hdfs_timeout"})
+        self.master, self.master_type = _master_type(spark_configuration)
+        self._spark_configuration = spark_configuration
+        self._hdfs_options = (kwargs.get("hdfs_url"), kwargs.get("hdfs_user"),
+                              kwargs.get("hdfs_timeout"))
+        self._hdfs: hdfs_handler.HdfsConfig | None = None
+        self.shared_mountpoint = kwargs.get("shared_mountpoint") or "/shared/"
+        if not isinstance(self.shared_mountpoint, str) or not self.shared_mountpoint.startswith("/"):
+            raise InvalidArgument(f"shared_mountpoint must be an absolute container path, "
+                                  f"got {self.shared_mountpoint!r}")
+        self.temporary_directory_parent = kwargs.get("temporary_directory_parent")
+        parent = self.temporary_directory_parent
+        if parent is not None and (not isinstance(parent, str) or not os.path.isabs(parent)):
+            raise InvalidArgument(f"temporary_directory_parent must be an absolute path, "
+                                  f"got {parent!r}")
+        volumes = kwargs.get("volumes")
+        self.user_volume = (validate_user_input(volumes, self.shared_mountpoint,
+                                                check_host_paths=self.master_type != "yarn")
+                            if volumes is not None else {})
+        if self.master_type == "yarn":
+            for path in self.user_volume:
+                if self.hdfs.call(f"check volume {path!r}", "status", path, strict=False) is None:
+                    raise InvalidArgument(f"volume HDFS path {path!r} does not exist "
+                                          f"(WebHDFS {self.hdfs.url})")
+
+    @property
+    def hdfs(self) -> hdfs_handler.HdfsConfig:
+        """How this pipe reaches HDFS, found on first use (see :mod:`lofn.hdfs_handler`)."""
+        if self._hdfs is None:
+            url, user, timeout = self._hdfs_options
+            self._hdfs = hdfs_handler.resolve(url, self._spark_configuration, user, timeout)
+        return self._hdfs
+
+    # -- driver-side preparation ---------------------------------------------------
+
+    def _job(self, rdd, image_name, command, kwargs: dict,
+             binary: bool = False) -> _task.ContainerJob:
+        if not hasattr(rdd, "mapPartitions"):
+            raise InvalidArgumentType(f"rdd must be a Spark RDD, got {type(rdd).__name__}")
+        for name, value in (("image_name", image_name), ("command", command)):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidArgument(f"{name} must be a non-empty string, got {value!r}")
+        options = _options.parse_docker_options(kwargs.get("docker_options"))
+        extra = options.get("volumes", {})
+        if extra:
+            options["volumes"] = validate_user_input(extra, self.shared_mountpoint)
+        on_hdfs = self.master_type == "yarn"
+        return _task.ContainerJob(
+            image=image_name, command=command, shared_mountpoint=self.shared_mountpoint,
+            volumes={} if on_hdfs else self.user_volume, options=options,
+            temporary_directory_parent=self.temporary_directory_parent,
+            app=rdd.context.applicationId,
+            hdfs_volumes=self.user_volume if on_hdfs else None,
+            hdfs=self.hdfs if on_hdfs and (self.user_volume or binary) else None)
+
+    @staticmethod
+    def _name(kwargs: dict, key: str) -> str:
+        return check_file_name(kwargs.get(key, _DEFAULT_NAMES[key]), key)
+
+    @staticmethod
+    def _udf(kwargs: dict, key: str) -> Callable | None:
+        udf = kwargs.get(key)
+        if udf is not None and not callable(udf):
+            raise InvalidArgumentType(f"{key} must be a function, got {udf!r}")
+        return udf
+
+    # -- public API -----------------------------------------------------------------
+
+    def map(self, rdd, image_name: str, command: str, **kwargs):
+        """Run a container over each partition and return its output lines as an RDD.
+
+        Each partition is streamed to ``container_input_name`` in the shared
+        directory (or written by ``map_udf``), the container runs ``command``
+        with ``sh -c``, and the lines of ``container_output_name`` become the
+        new partition. Empty partitions start no container and stay empty.
+
+        Args:
+            rdd: a Spark RDD; each element is written as one line.
+            image_name: Docker image name.
+            command: command run by ``sh -c`` in the container, exactly as written.
+
+        Keyword Args:
+            container_input_name: input file in the shared mountpoint (default ``'input.txt'``).
+            container_output_name: output file in the shared mountpoint (default ``'output.txt'``).
+            docker_options: additional ``docker run`` flags, as a list.
+            map_udf: function taking the partition (as a list) and returning a
+                dict of file name -> contents (bytes, str, or an iterable of
+                lines); the files replace the input file.
+
+        Returns:
+            The transformed RDD (lazy, like any Spark transformation).
+        """
+        _check_kwargs("map", kwargs, _MAP)
+        job = self._job(rdd, image_name, command, kwargs)
+        return rdd.mapPartitions(partial(
+            _task.map_partition, job, self._name(kwargs, "container_input_name"),
+            self._name(kwargs, "container_output_name"), self._udf(kwargs, "map_udf")))
+
+    @contextmanager
+    def map_binary(self, rdd, image_name: str, command: str, **kwargs) -> Iterator[str]:
+        """Run a container over each partition and keep its binary output files.
+
+        Used as a context manager: the job runs on entry, the block gets the
+        directory holding one output file per non-empty partition
+        (``part-00000.bin``, ... named by partition id; read it with
+        ``sc.binaryFiles``), and the directory is removed on exit, also on error.
+        A retried task replaces its partition's file, never adds a second one.
+
+        On local and standalone masters the directory is made on the driver,
+        under ``temporary_directory_parent``, and executors move their files
+        into it: on a standalone cluster of several hosts that parent must be
+        on a filesystem every node shares (NFS, say), as must user volumes.
+
+        Args:
+            rdd: a Spark RDD.
+            image_name: Docker image name.
+            command: command run by ``sh -c`` in the container.
+
+        Keyword Args:
+            container_input_name: input file in the shared mountpoint (default ``'input.txt'``).
+            container_binary_output_name: output file (default ``'output.bin'``).
+            docker_options: additional ``docker run`` flags, as a list.
+            map_udf: as for :meth:`map`.
+            hdfs_tempdir: on YARN, the HDFS directory under which a unique
+                directory for the outputs is made (default
+                ``/user/<user>/lofn_temp``).
+
+        Yields:
+            The directory path containing the output files.
+        """
+        _check_kwargs("map_binary", kwargs, _MAP_BINARY)
+        job = self._job(rdd, image_name, command, kwargs, binary=True)
+        input_name = self._name(kwargs, "container_input_name")
+        output_name = self._name(kwargs, "container_binary_output_name")
+        udf = self._udf(kwargs, "map_udf")
+        if self.master_type == "yarn":
+            destination = hdfs_handler.binary_output_directory(
+                kwargs.get("hdfs_tempdir"), self.hdfs, app=rdd.context.applicationId)
+            remove = partial(hdfs_handler.remove_directory, config=self.hdfs)
+        else:
+            parent = self.temporary_directory_parent
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            destination = tempfile.mkdtemp(prefix="lofn-binary-", dir=parent)
+            remove = partial(shutil.rmtree, ignore_errors=True)
+        try:
+            with _task_errors():
+                rdd.mapPartitions(partial(_task.map_binary_partition, job, input_name,
+                                          output_name, udf, destination,
+                                          self.master_type)).count()
+            yield destination
+        finally:
+            remove(destination)
+
+    def reduce(self, rdd, image_name: str, command: str, **kwargs) -> list[str]:
+        """Merge all partitions into one result with a container, in a tree on the executors.
+
+        Each non-empty partition is one block. Blocks are merged pairwise:
+        each merge writes the two blocks (left, then right) into
+        ``container_input_name`` and runs ``command``; its output is the
+        merged block. About log2(P) rounds run, each merging its pairs in
+        parallel. If the command is associative and commutative, the result
+        is what one container over all the data gives. A single non-empty
+        partition still goes through the command once.
+
+        Args:
+            rdd: a Spark RDD, e.g. the output of :meth:`map`.
+            image_name: Docker image name.
+            command: command run by ``sh -c`` in the container.
+
+        Keyword Args:
+            container_input_name: input file in the shared mountpoint (default ``'input.txt'``).
+            container_output_name: output file (default ``'output.txt'``).
+            docker_options: additional ``docker run`` flags, as a list.
+            reduce_udf: function taking the two blocks (lists of lines) and
+                returning a dict of file name -> contents, written instead of
+                the appended input. A lone block is then passed on unmerged.
+
+        Returns:
+            The lines of the final output file.
+
+        Raises:
+            ValueError: every partition is empty.
+            DockerFailure: a container failed.
+        """
+        _check_kwargs("reduce", kwargs, _REDUCE)
+        job = self._job(rdd, image_name, command, kwargs)
+        udf = self._udf(kwargs, "reduce_udf")
+        output_name = self._name(kwargs, "container_output_name")
+        if udf is None:
+            merge = _task.Merge(job, "append", (self._name(kwargs, "container_input_name"),),
+                                output_name)
+        else:
+            merge = _task.Merge(job, "text_udf", (), output_name, udf)
+        blocks = rdd.mapPartitionsWithIndex(partial(_task.text_blocks, PAIRWISE))
+        return split_lines(self._tree(blocks, rdd.getNumPartitions(), merge, PAIRWISE))
+
+    def reduce_binary(self, rdd, image_name: str, command: str, **kwargs) -> bytes:
+        """Merge binary files pairwise with a container, in a tree on the executors.
+
+        Each element of ``rdd`` (``bytes``, or the ``(path, bytes)`` pairs of
+        ``sc.binaryFiles``) is one block. Each merge writes its two blocks to
+        ``container_binary_input_1_name`` and ``container_binary_input_2_name``
+        and runs ``command``, which writes ``container_binary_output_name``.
+        The elements are counted first (one extra pass over the input).
+
+        Args:
+            rdd: a Spark RDD of binary contents.
+            image_name: Docker image name.
+            command: command run by ``sh -c`` in the container.
+
+        Keyword Args:
+            container_binary_input_1_name: left input (default ``'input_1.bin'``).
+            container_binary_input_2_name: right input (default ``'input_2.bin'``).
+            container_binary_output_name: output (default ``'output.bin'``).
+            docker_options: additional ``docker run`` flags, as a list.
+            reduce_udf: function taking the two blocks (bytes) and returning a
+                dict of file name -> contents.
+
+        Returns:
+            The bytes of the final output file.
+        """
+        _check_kwargs("reduce_binary", kwargs, _REDUCE_BINARY)
+        job = self._job(rdd, image_name, command, kwargs)
+        udf = self._udf(kwargs, "reduce_udf")
+        output_name = self._name(kwargs, "container_binary_output_name")
+        if udf is None:
+            names = (self._name(kwargs, "container_binary_input_1_name"),
+                     self._name(kwargs, "container_binary_input_2_name"))
+            merge = _task.Merge(job, "pair", names, output_name)
+        else:
+            merge = _task.Merge(job, "binary_udf", (), output_name, udf)
+        with _task_errors():
+            counts = rdd.mapPartitions(_task.count).collect()
+        offsets = [sum(counts[:index]) for index in range(len(counts))]
+        blocks = rdd.mapPartitionsWithIndex(partial(_task.binary_blocks, PAIRWISE, offsets))
+        return self._tree(blocks, sum(counts), merge, PAIRWISE)
+
+    @staticmethod
+    def _tree(blocks, count: int, merge: _task.Merge, fan_in: int) -> bytes:
+        """Merge ``count`` blocks in rounds of ``fan_in`` until one is left; return it."""
+        if count == 0:
+            raise InvalidArgument("Can not reduce() empty RDD")
+        final = False
+        while not final:
+            count = -(-count // fan_in)
+            final = count == 1
+            blocks = blocks.partitionBy(count, _task.identity).mapPartitionsWithIndex(
+                partial(_task.merge_partition, merge, final, fan_in))
+        with _task_errors():
+            records = blocks.values().collect()
+        if not records:
+            raise InvalidArgument("Can not reduce() empty RDD: every partition is empty")
+        return b"".join(chunk for _, _, _, chunk in sorted(records, key=lambda r: r[2]))

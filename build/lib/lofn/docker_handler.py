@@ -1,0 +1,287 @@
+"""Run Docker containers through the Docker SDK.
+
+No shell is ever involved on the host: a container is created, started,
+waited for and removed through the Docker Engine API, and the user's
+command runs as ``sh -c COMMAND`` inside the image, exactly as written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from dataclasses import dataclass, field
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from lofn import _options
+from lofn.errors import (
+    DockerFailure,
+    DockerUnavailable,
+    InvalidArgument,
+    InvalidArgumentType,
+)
+
+__all__ = ["DockerFailure", "ContainerSpec", "run_container", "run", "execute",
+           "validate_user_input", "get_client", "LABEL"]
+
+logger = logging.getLogger(__name__)
+
+#: Label put on every container lofn starts, so strays can be found with
+#: ``docker ps -a --filter label=lofn``.
+LABEL = "lofn"
+STDERR_TAIL_LINES = 20
+
+_clients: dict[int, docker.DockerClient] = {}
+
+
+def get_client() -> docker.DockerClient:
+    """Return this process's Docker client, connecting on first use.
+
+    The engine is found as the docker CLI finds it: ``DOCKER_HOST``,
+    ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``, else the local socket.
+
+    Raises:
+        DockerUnavailable: no engine answers, or this user may not use it.
+    """
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        try:
+            client = docker.from_env()
+            client.ping()
+        except (DockerException, OSError) as exc:
+            hint = ("this user may not use the Docker socket: add it to the 'docker' group "
+                    "or point DOCKER_HOST at an engine it may use"
+                    if "Permission denied" in str(exc) else
+                    "start the engine (e.g. 'systemctl start docker' or 'dockerd &') or "
+                    "point DOCKER_HOST at a running one")
+            raise DockerUnavailable(
+                f"cannot reach the Docker engine at {where} from host {os.uname().nodename}: "
+                f"{exc}; {hint}") from exc
+        _clients.clear()  # a forked worker must not reuse its parent's connection
+        _clients[pid] = client
+    return client
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to run one container.
+
+    Args:
+        image: image name or ID.
+        command: command for ``sh -c`` inside the container.
+        volumes: host path -> ``{'bind': container path, 'mode': 'ro'|'rw'}``.
+        options: ``containers.create`` keyword arguments, as translated
+            from ``docker_options``.
+        labels: labels added to lofn's own.
+        name: container name, or ``None`` for one chosen by the engine.
+        partition: Spark partition id, for error messages.
+        timeout: seconds to wait for the container before giving up.
+    """
+
+    image: str
+    command: str
+    volumes: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+    name: str | None = None
+    partition: int | None = None
+    timeout: float | None = None
+
+    def create_kwargs(self) -> dict:
+        """Keyword arguments for ``client.containers.create``."""
+        kwargs = dict(self.options)
+        volumes = {**self.volumes, **kwargs.pop("volumes", {})}
+        kwargs["volumes"] = {host: dict(bind) for host, bind in volumes.items()}
+        if "environment" in kwargs:
+            kwargs["environment"] = _options.resolve_environment(kwargs["environment"])
+        kwargs.setdefault("user", f"{os.getuid()}:{os.getgid()}")
+        if "entrypoint" in kwargs:
+            kwargs["command"] = ["sh", "-c", self.command]
+        else:
+            kwargs["entrypoint"] = ["sh", "-c"]
+            kwargs["command"] = [self.command]
+        kwargs["labels"] = {LABEL: "1", f"{LABEL}.pid": str(os.getpid()),
+                            f"{LABEL}.host": os.uname().nodename, **self.labels}
+        if self.name:
+            kwargs["name"] = self.name
+        return kwargs
+
+
+def _failure(spec: ContainerSpec, message: str, **fields) -> DockerFailure:
+    return DockerFailure(message, image=spec.image, command=spec.command,
+                         partition=spec.partition, **fields)
+
+
+def run_container(spec: ContainerSpec) -> None:
+    """Create, start and wait for a container, and always remove it.
+
+    Raises:
+        DockerFailure: the container could not be created, or did not exit 0.
+        DockerUnavailable: no Docker engine answers.
+    """
+    client = get_client()
+    try:
+        container = client.containers.create(spec.image, **spec.create_kwargs())
+    except ImageNotFound as exc:
+        raise _failure(spec, f"image {spec.image!r} is not present on host "
+                             f"{os.uname().nodename}; build or pull it there first") from exc
+    except APIError as exc:
+        raise _failure(spec, f"the Docker engine refused to create the container: "
+                             f"{exc.explanation or exc}") from exc
+    logger.debug("created container %s for partition %s", container.short_id, spec.partition)
+    try:
+        container.start()
+        status = container.wait(timeout=spec.timeout)
+        code = status.get("StatusCode")
+        if code != 0:
+            stderr = container.logs(stdout=False, stderr=True, tail=STDERR_TAIL_LINES)
+            raise _failure(spec, f"container exited with code {code}", exit_code=code,
+                           stderr=stderr.decode("utf-8", "replace"))
+    except APIError as exc:
+        raise _failure(spec, f"the Docker engine failed to run the container: "
+                             f"{exc.explanation or exc}") from exc
+    finally:
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+
+
+def validate_user_input(volumes, shared_mountpoint: str | None = None,
+                        check_host_paths: bool = True) -> dict:
+    """Validate user volumes and return them normalised.
+
+    Args:
+        volumes: ``{host_path: {'bind': container_path, 'mode': 'ro'|'rw'}}``;
+            ``mode`` is optional and defaults to ``'ro'``.
+        shared_mountpoint: the per-task directory's mount point, which no
+            volume may bind over.
+        check_host_paths: also require each host path to exist here (off
+            for HDFS paths).
+
+    Returns:
+        A new dict with lower-case keys and ``mode`` filled in.
+
+    Raises:
+        TypeError: ``volumes`` or one of its values is not a dict.
+        ValueError: unknown keys, a missing or relative bind path, a mode
+            other than ro/rw, a relative, missing or forbidden host path.
+    """
+    if not isinstance(volumes, dict):
+        raise InvalidArgumentType(
+            f"volumes must be a dict of host path -> {{'bind': path, 'mode': 'ro'|'rw'}}, "
+            f"got {type(volumes).__name__} {volumes!r}")
+    normalised = {}
+    for host, binding in volumes.items():
+        if not isinstance(host, str) or not host.startswith("/"):
+            raise InvalidArgument(f"volume host path {host!r} must be an absolute path")
+        if os.path.normpath(host) in _options.FORBIDDEN_SOURCES:
+            raise InvalidArgument(f"volume host path {host!r} may not be mounted into a "
+                                  "container (it would expose the host or its Docker engine)")
+        if not isinstance(binding, dict):
+            raise InvalidArgumentType(
+                f"volume {host!r} must map to a dict like {{'bind': path, 'mode': 'ro'}}, "
+                f"got {binding!r}")
+        binding = {str(key).lower(): value for key, value in binding.items()}
+        unknown = set(binding) - {"bind", "mode"}
+        if unknown:
+            raise InvalidArgument(f"volume {host!r} has unknown keys {sorted(unknown)}; "
+                                  "'bind' and 'mode' are the only allowed keys")
+        bind = binding.get("bind")
+        if not isinstance(bind, str) or not bind.startswith("/"):
+            raise InvalidArgument(
+                f"volume {host!r} needs 'bind': an absolute path in the container, got {bind!r}")
+        mode = binding.get("mode", "ro")
+        if mode not in ("ro", "rw"):
+            raise InvalidArgument(f"volume {host!r} has mode {mode!r}; use 'ro' or 'rw'")
+        if shared_mountpoint and _overlaps(bind, shared_mountpoint):
+            raise InvalidArgument(f"volume {host!r} binds {bind!r}, which collides with the "
+                                  f"shared mountpoint {shared_mountpoint!r}")
+        if check_host_paths and not os.path.exists(host):
+            raise InvalidArgument(f"volume host path {host!r} does not exist")
+        normalised[host] = {"bind": bind, "mode": mode}
+    return normalised
+
+
+def _overlaps(first: str, second: str) -> bool:
+    first, second = os.path.normpath(first), os.path.normpath(second)
+    return os.path.commonpath([first, second]) in (first, second)
+
+
+def run(image_name, command, bind_files, volume_files, **kwargs):
+    """Run one container, returning ``False`` on success or a failure message.
+
+    Args:
+        image_name: image to run.
+        command: command to run with ``sh -c`` in the container.
+        bind_files: container paths to mount on, one per ``volume_files``.
+        volume_files: host paths to mount read-write.
+
+    Keyword Args:
+        docker_options: additional ``docker run`` flags, as a list.
+        volumes: user volumes, as for :class:`lofn.api.DockerPipe`.
+        temporary_directory_parent: accepted for compatibility; unused.
+
+    Returns:
+        ``False`` if the container exited 0, else the failure message.
+    """
+    unknown = set(kwargs) - {"docker_options", "volumes", "temporary_directory_parent",
+                             "master_type"}
+    if unknown:
+        raise InvalidArgumentType(f"run() got unexpected keyword arguments {sorted(unknown)}")
+    mounts = {host: {"bind": bind, "mode": "rw"} for host, bind in zip(volume_files, bind_files)}
+    if kwargs.get("volumes"):
+        mounts.update(validate_user_input(kwargs["volumes"]))
+    spec = ContainerSpec(image_name, command, volumes=mounts,
+                         options=_options.parse_docker_options(kwargs.get("docker_options")))
+    return _status(spec)
+
+
+def execute(command):
+    """Run a ``docker run`` command line through the Docker SDK, without a shell.
+
+    The older lofn handed a ``docker run ...`` string to a host shell; this
+    parses such a line (a string, or an argument list) with the same flag
+    translation as ``docker_options`` and runs it through the SDK.
+    A trailing ``sh -c CMD`` or ``bash -c CMD`` becomes the container's
+    ``sh -c CMD``; any other trailing command is quoted and run by ``sh -c``.
+
+    Args:
+        command: e.g. ``"docker run -v /data:/data:ro busybox sh -c 'ls /data'"``.
+
+    Returns:
+        ``False`` if the container exited 0, else the failure message.
+    """
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if argv[:2] != ["docker", "run"]:
+        raise InvalidArgument(f"execute() takes a 'docker run ...' command line, got {command!r}")
+    flags, rest = _split_run_arguments(argv[2:])
+    if not rest:
+        raise InvalidArgument(f"no image in docker command line {command!r}")
+    image, args = rest[0], rest[1:]
+    if len(args) == 3 and args[0] in ("sh", "bash", "/bin/sh", "/bin/bash") and args[1] == "-c":
+        script = args[2]
+    else:
+        script = shlex.join(args) if args else "true"
+    options = _options.parse_docker_options(flags)
+    return _status(ContainerSpec(image, script, options=options))
+
+
+def _split_run_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``docker run`` arguments into (flags, [image, command...])."""
+    index = 0
+    while index < len(argv) and argv[index].startswith("-"):
+        index += 2 if _options._needs_value(argv[index]) else 1
+    return argv[:index], argv[index:]
+
+
+def _status(spec: ContainerSpec):
+    try:
+        run_container(spec)
+    except DockerFailure as failure:
+        return f"The docker container failed with: {failure}"
+    return False

@@ -1,0 +1,68 @@
+"""An end-to-end lofn job for YARN: an HDFS volume, map, reduce, map_binary to HDFS.
+
+Run with spark-submit --master yarn; prints one JSON line. lofn reaches the
+executors in a packed environment (--archives), as docs/yarn.rst tells users.
+"""
+
+import argparse
+import collections
+import gzip
+import json
+import os
+import random
+import re
+import sys
+
+from pyspark import SparkConf, SparkContext, TaskContext
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
+from lofn.api import DockerPipe  # noqa: E402
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--image", required=True)
+parser.add_argument("--volume", required=True, help="HDFS directory mounted at /ref")
+parser.add_argument("--partitions", type=int, default=8)
+args = parser.parse_args()
+
+rng = random.Random(3)
+words = "genome read align merge sort index bam sam fastq reference".split()
+text = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) for _ in range(1500)]
+
+sc = SparkContext(conf=SparkConf().setAppName("lofn-yarn-e2e"))
+pipe = DockerPipe(SparkConf(), volumes={args.volume: {"bind": "/ref"}})
+rdd = sc.parallelize(text, args.partitions)
+
+
+def where(_):
+    context = TaskContext.get()
+    import lofn
+    yield (context.partitionId(), os.environ.get("CONTAINER_ID"), lofn.__file__)
+
+
+placement = rdd.mapPartitions(where).collect()
+seen = pipe.map(rdd, args.image, "cat /ref/marker.txt > /shared/output.txt").collect()
+counts = pipe.reduce(pipe.map(rdd, args.image, MAP_COMMAND), args.image, REDUCE_COMMAND)
+expected = collections.Counter(w for line in text for w in re.sub("[^a-z0-9]+", " ", line).split())
+
+with pipe.map_binary(rdd, args.image, "gzip -c /shared/input.txt > /shared/output.bin") as out:
+    listing = sorted(pipe.hdfs.client().list(out))
+    merged = pipe.reduce_binary(
+        sc.binaryFiles(out), args.image,
+        "cat /shared/input_1.bin /shared/input_2.bin > /shared/output.bin")
+removed = pipe.hdfs.client().status(out, strict=False) is None
+application = sc.applicationId
+sc.stop()
+
+print(json.dumps({
+    "application": application,
+    "executor_containers": sorted({c for _, c, _ in placement if c}),
+    "lofn_files": sorted({f for _, _, f in placement}),
+    "volume_seen": seen,
+    "counts_match": {line.split("\t")[0]: int(line.split("\t")[1]) for line in counts}
+    == dict(expected),
+    "binary_dir": out,
+    "binary_listing": listing,
+    "binary_lines_match": sorted(gzip.decompress(merged).decode().splitlines()) == sorted(text),
+    "binary_dir_removed": removed,
+}))
