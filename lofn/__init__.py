@@ -11,15 +11,19 @@ import logging
 
 from lofn.api import DockerPipe
 from lofn.errors import (
+    ContainerTimeout,
     DockerFailure,
     DockerUnavailable,
     HdfsFailure,
     HdfsUnavailable,
+    ImageUnavailable,
     InvalidArgument,
     InvalidArgumentType,
     LofnError,
     MissingOutputError,
+    OutOfMemory,
     OutputDecodeError,
+    TemporaryDirectoryError,
     from_spark_error,
 )
 
@@ -32,8 +36,12 @@ __all__ = [
     "DockerUnavailable",
     "HdfsFailure",
     "HdfsUnavailable",
+    "TemporaryDirectoryError",
     "DockerFailure",
     "MissingOutputError",
+    "ContainerTimeout",
+    "OutOfMemory",
+    "ImageUnavailable",
     "OutputDecodeError",
     "from_spark_error",
     "__version__",

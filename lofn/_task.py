@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 
 from lofn._reaper import temp_prefix, watch
 from lofn.docker_handler import ContainerSpec, run_container
-from lofn.errors import LofnError, MissingOutputError
+from lofn.errors import LofnError, MissingOutputError, TemporaryDirectoryError
 from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
 from lofn.tmp_file_handler import (
     UDF,
@@ -72,13 +72,18 @@ class ContainerJob:
     app: str
     hdfs_volumes: dict | None = None
     hdfs: HdfsConfig | None = None
+    timeout: float | None = None
+    pull: str = "never"
 
     def task_directory(self) -> TaskDirectory:
         """A new temp directory for this task, known to the worker's watchdog."""
         parent = self.temporary_directory_parent or tempfile.gettempdir()
-        os.makedirs(parent, exist_ok=True)
-        watch(parent)
-        return TaskDirectory(parent, prefix=temp_prefix())
+        try:
+            os.makedirs(parent, exist_ok=True)
+            watch(parent)
+            return TaskDirectory(parent, prefix=temp_prefix())
+        except OSError as exc:
+            raise temp_error(exc, f"cannot create a temp directory in {parent!r}") from exc
 
     def run(self, task: TaskDirectory) -> None:
         if not self.hdfs_volumes:
@@ -98,7 +103,8 @@ class ContainerJob:
             self.image, self.command, volumes=mounts, options=self.options,
             labels={"lofn.app": self.app, "lofn.stage": str(stage),
                     "lofn.partition": str(partition), "lofn.attempt": str(attempt)},
-            name=f"{suffix}-s{stage}-p{partition}-a{attempt}", partition=partition)
+            name=f"{suffix}-s{stage}-p{partition}-a{attempt}", partition=partition,
+            timeout=self.timeout, pull=self.pull)
         run_container(spec)
 
     def output(self, task: TaskDirectory, name: str) -> str:
@@ -113,12 +119,26 @@ class ContainerJob:
     def run_on_partition(self, task: TaskDirectory, items: Iterator, input_name: str,
                          map_udf: Callable | None, output_name: str) -> str:
         """Write a partition's inputs, run the container, return the output path."""
-        if map_udf is not None:
-            UDF(task.shared, map_udf, partition=items).map_udf()
-        else:
-            write_lines(os.path.join(task.shared, input_name), items)
+        try:
+            if map_udf is not None:
+                UDF(task.shared, map_udf, partition=items).map_udf()
+            else:
+                write_lines(os.path.join(task.shared, input_name), items)
+        except OSError as exc:
+            raise temp_error(exc, f"cannot write the input of partition {_task_ids()[1]} "
+                                  f"in {task.shared!r}") from exc
         self.run(task)
         return self.output(task, output_name)
+
+
+def temp_error(exc: OSError, what: str) -> TemporaryDirectoryError:
+    """A :class:`TemporaryDirectoryError` saying what failed, where, and for whom."""
+    hint = {28: "the disk is full", 13: "it is not writable by this user",
+            2: "a parent directory is missing", 30: "the filesystem is read-only"}.get(exc.errno, "")
+    return TemporaryDirectoryError(
+        exc.errno, f"{what} on host {socket.gethostname()} as uid {os.getuid()}: {exc.strerror}"
+                   + (f" ({hint}; set temporary_directory_parent to a writable directory with "
+                      "room)" if hint else ""))
 
 
 def map_partition(job: ContainerJob, input_name: str, output_name: str,

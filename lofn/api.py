@@ -11,15 +11,21 @@ from functools import partial
 from typing import Callable, Iterator
 
 from lofn import _options, _task, hdfs_handler
-from lofn.docker_handler import validate_user_input
-from lofn.errors import InvalidArgument, InvalidArgumentType, LofnError, from_spark_error
+from lofn.docker_handler import PULL_POLICIES, ensure_image, get_client, validate_user_input
+from lofn.errors import (
+    DockerUnavailable,
+    InvalidArgument,
+    InvalidArgumentType,
+    LofnError,
+    from_spark_error,
+)
 from lofn.tmp_file_handler import check_file_name, split_lines
 
 __all__ = ["DockerPipe"]
 
 logger = logging.getLogger(__name__)
 
-_COMMON = {"docker_options"}
+_COMMON = {"docker_options", "timeout"}
 _MAP = _COMMON | {"container_input_name", "container_output_name", "map_udf"}
 _MAP_BINARY = _COMMON | {"container_input_name", "container_binary_output_name", "map_udf",
                          "hdfs_tempdir"}
@@ -59,6 +65,14 @@ def _master_type(spark_configuration) -> tuple[str, str]:
         return master, "yarn"
     raise InvalidArgument(f"Spark master {master!r} is not supported by lofn; use local[...], "
                           "spark://HOST:PORT (standalone) or yarn")
+
+
+def _check_timeout(timeout) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
 
 
 @contextmanager
@@ -101,6 +115,12 @@ class DockerPipe:
         hdfs_user: the HDFS user (default: the driver's user).
         hdfs_timeout: seconds, or ``(connect, read)``, for each WebHDFS request
             (default ``(10, 300)``).
+        timeout: seconds each container may run before it is killed and the
+            task fails with :class:`~lofn.errors.ContainerTimeout` (default:
+            no limit). Each method also takes ``timeout`` for its own containers.
+        image_pull: ``'never'`` (default: a missing image fails with
+            :class:`~lofn.errors.ImageUnavailable`), ``'missing'`` (pull where
+            absent) or ``'always'`` (pull once per Python worker).
 
     Raises:
         TypeError: an unknown keyword argument, or ``volumes`` not a dict.
@@ -110,12 +130,17 @@ class DockerPipe:
     def __init__(self, spark_configuration, **kwargs) -> None:
         _check_kwargs("DockerPipe", kwargs,
                       {"temporary_directory_parent", "shared_mountpoint", "volumes",
-                       "hdfs_url", "hdfs_user", "hdfs_timeout"})
+                       "hdfs_url", "hdfs_user", "hdfs_timeout", "timeout", "image_pull"})
         self.master, self.master_type = _master_type(spark_configuration)
         self._spark_configuration = spark_configuration
         self._hdfs_options = (kwargs.get("hdfs_url"), kwargs.get("hdfs_user"),
                               kwargs.get("hdfs_timeout"))
         self._hdfs: hdfs_handler.HdfsConfig | None = None
+        self.timeout = _check_timeout(kwargs.get("timeout"))
+        self.image_pull = kwargs.get("image_pull", "never")
+        if self.image_pull not in PULL_POLICIES:
+            raise InvalidArgument(f"image_pull {self.image_pull!r} is not one of "
+                                  f"{', '.join(map(repr, PULL_POLICIES))}")
         self.shared_mountpoint = kwargs.get("shared_mountpoint") or "/shared/"
         if not isinstance(self.shared_mountpoint, str) or not self.shared_mountpoint.startswith("/"):
             raise InvalidArgument(f"shared_mountpoint must be an absolute container path, "
@@ -125,6 +150,8 @@ class DockerPipe:
         if parent is not None and (not isinstance(parent, str) or not os.path.isabs(parent)):
             raise InvalidArgument(f"temporary_directory_parent must be an absolute path, "
                                   f"got {parent!r}")
+        if self.master.startswith("local"):  # this host runs the tasks: check it now
+            self._check_temp_parent()
         volumes = kwargs.get("volumes")
         self.user_volume = (validate_user_input(volumes, self.shared_mountpoint,
                                                 check_host_paths=self.master_type != "yarn")
@@ -145,6 +172,26 @@ class DockerPipe:
 
     # -- driver-side preparation ---------------------------------------------------
 
+    def _check_temp_parent(self) -> None:
+        parent = self.temporary_directory_parent or tempfile.gettempdir()
+        try:
+            os.makedirs(parent, exist_ok=True)
+            tempfile.TemporaryDirectory(dir=parent).cleanup()
+        except OSError as exc:
+            raise _task.temp_error(exc, f"temporary_directory_parent {parent!r} cannot be "
+                                        "used") from exc
+
+    def _preflight(self, image_name: str) -> None:
+        """In local mode the driver's engine is the executors': check the image before any task."""
+        if not self.master.startswith("local"):
+            return
+        try:
+            client = get_client()
+        except DockerUnavailable:
+            logger.debug("no Docker engine answers the driver; tasks will report it")
+            return
+        ensure_image(client, image_name, self.image_pull)
+
     def _job(self, rdd, image_name, command, kwargs: dict,
              binary: bool = False) -> _task.ContainerJob:
         if not hasattr(rdd, "mapPartitions"):
@@ -153,6 +200,8 @@ class DockerPipe:
             if not isinstance(value, str) or not value.strip():
                 raise InvalidArgument(f"{name} must be a non-empty string, got {value!r}")
         options = _options.parse_docker_options(kwargs.get("docker_options"))
+        timeout = _check_timeout(kwargs.get("timeout", self.timeout))
+        self._preflight(image_name)
         extra = options.get("volumes", {})
         if extra:
             options["volumes"] = validate_user_input(extra, self.shared_mountpoint)
@@ -163,7 +212,8 @@ class DockerPipe:
             temporary_directory_parent=self.temporary_directory_parent,
             app=rdd.context.applicationId,
             hdfs_volumes=self.user_volume if on_hdfs else None,
-            hdfs=self.hdfs if on_hdfs and (self.user_volume or binary) else None)
+            hdfs=self.hdfs if on_hdfs and (self.user_volume or binary) else None,
+            timeout=timeout, pull=self.image_pull)
 
     @staticmethod
     def _name(kwargs: dict, key: str) -> str:

@@ -13,14 +13,18 @@ import shlex
 from dataclasses import dataclass, field
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from lofn import _options
 from lofn.errors import (
+    ContainerTimeout,
     DockerFailure,
     DockerUnavailable,
+    ImageUnavailable,
     InvalidArgument,
     InvalidArgumentType,
+    OutOfMemory,
 )
 
 __all__ = ["DockerFailure", "ContainerSpec", "run_container", "run", "execute",
@@ -32,6 +36,10 @@ logger = logging.getLogger(__name__)
 #: ``docker ps -a --filter label=lofn``.
 LABEL = "lofn"
 STDERR_TAIL_LINES = 20
+#: What to do when the image is not on the host: ``never`` pull (fail with
+#: :class:`~lofn.errors.ImageUnavailable`), pull if ``missing``, or pull once
+#: per worker process (``always``).
+PULL_POLICIES = ("never", "missing", "always")
 
 _clients: dict[int, docker.DockerClient] = {}
 
@@ -79,7 +87,8 @@ class ContainerSpec:
         labels: labels added to lofn's own.
         name: container name, or ``None`` for one chosen by the engine.
         partition: Spark partition id, for error messages.
-        timeout: seconds to wait for the container before giving up.
+        timeout: seconds the container may run; it is killed at the deadline.
+        pull: the image pull policy, one of :data:`PULL_POLICIES`.
     """
 
     image: str
@@ -90,10 +99,23 @@ class ContainerSpec:
     name: str | None = None
     partition: int | None = None
     timeout: float | None = None
+    pull: str = "never"
 
     def create_kwargs(self) -> dict:
-        """Keyword arguments for ``client.containers.create``."""
+        """Keyword arguments for ``client.containers.create``.
+
+        Safe defaults unless the options say otherwise: the caller's uid:gid,
+        every capability dropped (unless ``--cap-drop`` is given; ``--cap-add``
+        adds back), ``no-new-privileges`` (unless ``--security-opt`` sets it);
+        ``--privileged`` turns off both.
+        """
         kwargs = dict(self.options)
+        if not kwargs.get("privileged"):  # --privileged asks for everything: no defaults
+            kwargs.setdefault("cap_drop", ["ALL"])
+            security = list(kwargs.get("security_opt", []))
+            if not any(opt.startswith("no-new-privileges") for opt in security):
+                security.insert(0, "no-new-privileges:true")
+            kwargs["security_opt"] = security
         volumes = {**self.volumes, **kwargs.pop("volumes", {})}
         kwargs["volumes"] = {host: dict(bind) for host, bind in volumes.items()}
         if "environment" in kwargs:
@@ -111,36 +133,92 @@ class ContainerSpec:
         return kwargs
 
 
-def _failure(spec: ContainerSpec, message: str, **fields) -> DockerFailure:
-    return DockerFailure(message, image=spec.image, command=spec.command,
-                         partition=spec.partition, **fields)
+def _failure(spec: ContainerSpec, message: str, cls: type = DockerFailure,
+             **fields) -> DockerFailure:
+    return cls(message, image=spec.image, command=spec.command, partition=spec.partition,
+               **fields)
+
+
+def _stderr(container) -> str:
+    return container.logs(stdout=False, stderr=True, tail=STDERR_TAIL_LINES).decode(
+        "utf-8", "replace")
+
+
+_pulled: set[tuple[int, str]] = set()
+
+
+def ensure_image(client, image: str, policy: str = "never", partition: int | None = None) -> None:
+    """Make sure ``image`` is on this host, pulling it as ``policy`` allows.
+
+    Raises:
+        ImageUnavailable: the image is missing and ``policy`` is ``never``, or the pull failed.
+    """
+    if policy not in PULL_POLICIES:
+        raise InvalidArgument(f"image_pull {policy!r} is not one of {', '.join(PULL_POLICIES)}")
+    host = os.uname().nodename
+    if policy != "always" or (os.getpid(), image) in _pulled:
+        try:
+            client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+    if policy == "never":
+        raise ImageUnavailable(
+            f"image {image!r} is not present on host {host} and image_pull is 'never': build or "
+            "load it on every executor host, or pass image_pull='missing' to DockerPipe",
+            image=image, partition=partition)
+    try:
+        logger.info("pulling image %s on %s (image_pull=%s)", image, host, policy)
+        client.images.pull(image)
+    except (APIError, DockerException) as exc:
+        raise ImageUnavailable(f"could not pull image {image!r} on host {host}: {exc}",
+                               image=image, partition=partition) from exc
+    _pulled.add((os.getpid(), image))
 
 
 def run_container(spec: ContainerSpec) -> None:
     """Create, start and wait for a container, and always remove it.
 
     Raises:
-        DockerFailure: the container could not be created, or did not exit 0.
+        DockerFailure: the container could not be created, or did not exit 0;
+            :class:`~lofn.errors.ContainerTimeout` past ``spec.timeout``,
+            :class:`~lofn.errors.OutOfMemory` when killed for memory,
+            :class:`~lofn.errors.ImageUnavailable` without the image.
         DockerUnavailable: no Docker engine answers.
     """
     client = get_client()
+    ensure_image(client, spec.image, spec.pull, spec.partition)
     try:
         container = client.containers.create(spec.image, **spec.create_kwargs())
     except ImageNotFound as exc:
-        raise _failure(spec, f"image {spec.image!r} is not present on host "
-                             f"{os.uname().nodename}; build or pull it there first") from exc
+        raise ImageUnavailable(f"image {spec.image!r} is not present on host "
+                               f"{os.uname().nodename}", image=spec.image,
+                               partition=spec.partition) from exc
     except APIError as exc:
         raise _failure(spec, f"the Docker engine refused to create the container: "
                              f"{exc.explanation or exc}") from exc
     logger.debug("created container %s for partition %s", container.short_id, spec.partition)
     try:
         container.start()
-        status = container.wait(timeout=spec.timeout)
-        code = status.get("StatusCode")
+        try:
+            code = container.wait(timeout=spec.timeout).get("StatusCode")
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+            if spec.timeout is None:
+                raise
+            container.kill()
+            raise _failure(spec, f"container did not finish within its timeout of "
+                                 f"{spec.timeout:g} s and was killed", cls=ContainerTimeout,
+                           stderr=_stderr(container)) from exc
         if code != 0:
-            stderr = container.logs(stdout=False, stderr=True, tail=STDERR_TAIL_LINES)
+            container.reload()
+            if container.attrs.get("State", {}).get("OOMKilled"):
+                limit = spec.options.get("mem_limit", "the engine's default")
+                raise _failure(spec, f"container was killed for exceeding its memory limit "
+                                     f"({limit}); raise it with docker_options "
+                                     "['--memory', SIZE]", cls=OutOfMemory, exit_code=code,
+                               stderr=_stderr(container))
             raise _failure(spec, f"container exited with code {code}", exit_code=code,
-                           stderr=stderr.decode("utf-8", "replace"))
+                           stderr=_stderr(container))
     except APIError as exc:
         raise _failure(spec, f"the Docker engine failed to run the container: "
                              f"{exc.explanation or exc}") from exc

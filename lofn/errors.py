@@ -10,8 +10,12 @@ from the builtin a caller would expect::
      +-- DockerUnavailable (OSError)         no Docker engine answers
      +-- HdfsFailure (OSError)               an HDFS operation failed
           +-- HdfsUnavailable                WebHDFS does not answer in time
+     +-- TemporaryDirectoryError (OSError)   temp directory missing, unwritable, full
      +-- DockerFailure                       a container failed
           +-- MissingOutputError             exit 0, but no output file
+          +-- ContainerTimeout               killed at the ``timeout`` deadline
+          +-- OutOfMemory                    killed for exceeding its memory limit
+          +-- ImageUnavailable               image not on the host (and not pulled)
      +-- OutputDecodeError (UnicodeError)    text output is not UTF-8
 
 Errors raised inside Spark tasks reach the driver wrapped in Spark's own
@@ -31,8 +35,12 @@ __all__ = [
     "DockerUnavailable",
     "HdfsFailure",
     "HdfsUnavailable",
+    "TemporaryDirectoryError",
     "DockerFailure",
     "MissingOutputError",
+    "ContainerTimeout",
+    "OutOfMemory",
+    "ImageUnavailable",
     "OutputDecodeError",
     "from_spark_error",
 ]
@@ -132,6 +140,22 @@ class DockerFailure(LofnError):
 
 class MissingOutputError(DockerFailure):
     """The container exited 0 but did not write the expected output file."""
+
+
+class ContainerTimeout(DockerFailure):
+    """The container ran past its ``timeout`` and was killed."""
+
+
+class OutOfMemory(DockerFailure):
+    """The container was killed for exceeding its memory limit (exit 137, OOMKilled)."""
+
+
+class ImageUnavailable(DockerFailure):
+    """The image is not on the host, and the pull policy does not fetch it (or the pull failed)."""
+
+
+class TemporaryDirectoryError(LofnError, OSError):
+    """A temp directory cannot be created or written: missing, not writable, or full."""
 
 
 class OutputDecodeError(LofnError, UnicodeError):

@@ -43,6 +43,8 @@ ensure_system_packages() {
     command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null || missing+=(maven)
     have_package busybox-static || missing+=(busybox-static)
+    # a real registry on 127.0.0.1 for the image pull tests (never started as a service)
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
     [ -x "$BASE_PYTHON" ] || missing+=(python3)
     "$BASE_PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"

@@ -114,5 +114,6 @@ def pytest_configure(config):
     for marker, text in [
         ("integration", "needs a real Docker engine and local Spark"),
         ("cluster", "starts a real Spark standalone cluster or Hadoop"),
+        ("faults", "provokes a fault (hang, OOM, kill, full disk, ...) for real"),
     ]:
         config.addinivalue_line("markers", f"{marker}: {text}")
