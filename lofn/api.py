@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from functools import partial
@@ -106,7 +107,8 @@ class DockerPipe:
         volumes: user volumes mounted in every container, e.g. a reference
             genome: ``{'/host/dir': {'bind': '/container/dir', 'mode': 'ro'}}``.
             ``mode`` is ``'ro'`` (the default) or ``'rw'``. Host paths must be
-            absolute and exist. On YARN the keys are HDFS paths (files or
+            absolute; in local mode they must exist (elsewhere they are on the
+            executor hosts, where the engine checks them). On YARN the keys are HDFS paths (files or
             directories): each is downloaded once per executor host and mounted
             as a directory; a ``rw`` volume gets a private copy per task.
         hdfs_url: the namenode's WebHDFS address (``http://namenode:9870``,
@@ -150,11 +152,11 @@ class DockerPipe:
         if parent is not None and (not isinstance(parent, str) or not os.path.isabs(parent)):
             raise InvalidArgument(f"temporary_directory_parent must be an absolute path, "
                                   f"got {parent!r}")
-        if self.master.startswith("local"):  # this host runs the tasks: check it now
+        if self._driver_is_executor:
             self._check_temp_parent()
         volumes = kwargs.get("volumes")
         self.user_volume = (validate_user_input(volumes, self.shared_mountpoint,
-                                                check_host_paths=self.master_type != "yarn")
+                                                check_host_paths=self._driver_is_executor)
                             if volumes is not None else {})
         if self.master_type == "yarn":
             for path in self.user_volume:
@@ -181,9 +183,14 @@ class DockerPipe:
             raise _task.temp_error(exc, f"temporary_directory_parent {parent!r} cannot be "
                                         "used") from exc
 
+    @property
+    def _driver_is_executor(self) -> bool:
+        """In local mode this host runs the tasks, so their paths and engine can be checked here."""
+        return self.master.startswith("local")
+
     def _preflight(self, image_name: str) -> None:
         """In local mode the driver's engine is the executors': check the image before any task."""
-        if not self.master.startswith("local"):
+        if not self._driver_is_executor:
             return
         try:
             client = get_client()
@@ -204,7 +211,8 @@ class DockerPipe:
         self._preflight(image_name)
         extra = options.get("volumes", {})
         if extra:
-            options["volumes"] = validate_user_input(extra, self.shared_mountpoint)
+            options["volumes"] = validate_user_input(extra, self.shared_mountpoint,
+                                                     check_host_paths=self._driver_is_executor)
         on_hdfs = self.master_type == "yarn"
         return _task.ContainerJob(
             image=image_name, command=command, shared_mountpoint=self.shared_mountpoint,
@@ -312,7 +320,12 @@ class DockerPipe:
                                           self.master_type)).count()
             yield destination
         finally:
-            remove(destination)
+            try:
+                remove(destination)
+            except Exception:  # noqa: BLE001 - must not hide the error in flight
+                if sys.exc_info()[0] is None:
+                    raise
+                logger.warning("could not remove %s after an error", destination, exc_info=True)
 
     def reduce(self, rdd, image_name: str, command: str, **kwargs) -> list[str]:
         """Merge all partitions into one result with a container, in a tree on the executors.

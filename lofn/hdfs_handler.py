@@ -95,11 +95,14 @@ _clients: dict = {}
 
 
 def _timeout(timeout) -> tuple[float, float]:
+    """(connect, read) from seconds, a pair, or HdfsCLI's ``"10"``/``"10,300"`` strings."""
     if timeout is None:
         return DEFAULT_TIMEOUT
+    if isinstance(timeout, str):
+        timeout = tuple(float(part) for part in timeout.split(","))
     if isinstance(timeout, (int, float)):
-        return (float(timeout), float(timeout))
-    connect, read = timeout
+        timeout = (timeout,)
+    connect, read = (timeout[0], timeout[0]) if len(timeout) == 1 else timeout
     return (float(connect), float(read))
 
 
@@ -127,24 +130,28 @@ def _default_fs_host(default_fs: str | None) -> str | None:
 
 
 def _from_hadoop_properties(props: dict[str, str]) -> str | None:
-    """WebHDFS URL(s) from Hadoop properties; several joined by ';' for HA."""
+    """WebHDFS URL(s) from Hadoop properties; several joined by ';' for HA.
+
+    ``dfs.http.policy=HTTPS_ONLY`` selects the ``https-address`` keys.
+    """
+    https = props.get("dfs.http.policy", "HTTP_ONLY").upper() == "HTTPS_ONLY"
+    scheme, kind = ("https", "https-address") if https else ("http", "http-address")
     fs_host = _default_fs_host(props.get("fs.defaultFS"))
     services = [s.strip() for s in props.get("dfs.nameservices", "").split(",") if s.strip()]
     if services and fs_host in services:
         service = fs_host
         namenodes = [n.strip() for n in props.get(f"dfs.ha.namenodes.{service}", "").split(",")
                      if n.strip()]
-        urls = [_http_url(props[f"dfs.namenode.http-address.{service}.{n}"]) for n in namenodes
-                if f"dfs.namenode.http-address.{service}.{n}" in props]
-        if urls:
-            return ";".join(urls)
-    address = props.get("dfs.namenode.http-address")
+        urls = [_http_url(props[f"dfs.namenode.{kind}.{service}.{n}"], scheme)
+                for n in namenodes if f"dfs.namenode.{kind}.{service}.{n}" in props]
+        return ";".join(urls) or None  # a name service is no host name
+    address = props.get(f"dfs.namenode.{kind}")
     if address:
         host, _, port = address.rpartition(":")
         if host in ("0.0.0.0", "") and fs_host:
             host = fs_host
-        return _http_url(f"{host}:{port}")
-    if fs_host:
+        return _http_url(f"{host}:{port}", scheme)
+    if fs_host and not https:
         return f"http://{fs_host}:{DEFAULT_HTTP_PORT}"
     return None
 
@@ -162,6 +169,8 @@ def _hdfscli_alias(alias: str | None) -> tuple[dict, str, str] | None:
         section = f"{alias}{suffix}"
         if config.has_section(section):
             options = dict(config.items(section))
+            if "timeout" in options:
+                options["timeout"] = _timeout(options["timeout"])
             return options, options.pop("client", "InsecureClient"), \
                 f"HdfsCLI alias {alias!r} in {config.path}"
     raise InvalidArgument(f"hdfs_url {alias!r} is neither a URL nor an alias in {config.path}")
@@ -211,9 +220,10 @@ def resolve(hdfs_url: str | None = None, spark_conf=None, user: str | None = Non
             "DockerPipe, set spark.hadoop.dfs.namenode.http-address, point HADOOP_CONF_DIR "
             "at a directory with hdfs-site.xml, or configure an HdfsCLI default alias")
     options = {**options, "url": url}
-    options.setdefault("timeout", _timeout(timeout))
-    if class_name == "InsecureClient":
-        options.setdefault("user", user or getpass.getuser())
+    if timeout is not None or "timeout" not in options:  # an explicit timeout wins
+        options["timeout"] = _timeout(timeout)
+    if class_name == "InsecureClient" and (user or "user" not in options):
+        options["user"] = user or getpass.getuser()
     return HdfsConfig(options, class_name, source)
 
 
@@ -390,8 +400,8 @@ def put_binary(origin_directory: str, destination_directory: str, input_path: st
 
     The file is uploaded under a hidden temp name (ignored by
     ``sc.binaryFiles``) and renamed to ``name``; if a retried or speculative
-    attempt already stored that name, this attempt's copy is dropped, so the
-    directory never holds a partition twice.
+    attempt already stored that name, that file is kept and this attempt's
+    copy dropped, so the directory never holds a partition twice.
 
     Returns:
         The HDFS path of the stored file.

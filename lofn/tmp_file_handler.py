@@ -203,8 +203,9 @@ def handle_binary(origin_directory: str, destination_directory: str, input_path:
     """Move a container's binary output into the job's output directory.
 
     The file is renamed into place atomically, so a retried task replaces
-    its earlier attempt's file instead of adding a second one. The
-    container's temp directory is removed afterwards.
+    its earlier attempt's file instead of adding a second one (on HDFS the
+    first stored file is kept instead). The container's temp directory is
+    removed afterwards.
 
     Args:
         origin_directory: temp directory the container mounted.

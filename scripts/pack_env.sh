@@ -16,7 +16,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/env"
-"$work/env/bin/pip" install -q --disable-pip-version-check "$root"
+# build from a copy: pip would otherwise write build/ into the checkout
+mkdir "$work/src"
+cp -r "$root/lofn" "$root/setup.py" "$root/pyproject.toml" "$root/README.md" "$work/src/"
+"$work/env/bin/pip" install -q --disable-pip-version-check "$work/src"
 case "$out" in /*) ;; *) out=$PWD/$out ;; esac
 tar -C "$work/env" -czf "$out" .
 echo "$out"
