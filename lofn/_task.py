@@ -1,16 +1,17 @@
 """Code that runs inside Spark tasks, on the executors.
 
 A reduce treats each partition (for ``reduce_binary``, each file) as one
-block and merges blocks in a tree, on the executors: in each round, block
-``b`` goes to merge partition ``b // fan_in``, each merge partition runs one
-container over its blocks, and its output becomes block ``index`` of the
-next round. Blocks travel through Spark's shuffle as records
+block and merges blocks in a tree, on the executors: in a round merging
+``fan_in`` blocks per container, block ``b`` goes to merge partition
+``b // fan_in``, each merge partition runs one container over its blocks,
+and its output becomes block ``index`` of the next round. Blocks travel through Spark's shuffle as records
 ``(target, (block, reduced, seq, chunk))`` of at most ``CHUNK`` bytes, so
 no record holds a whole partition.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from lofn._reaper import temp_prefix, watch
-from lofn.docker_handler import ContainerSpec, run_container
+from lofn.docker_handler import ContainerSpec, run_container, run_in_warm_container
 from lofn.errors import LofnError, MissingOutputError, TemporaryDirectoryError
 from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
 from lofn.tmp_file_handler import (
@@ -74,14 +75,24 @@ class ContainerJob:
     hdfs: HdfsConfig | None = None
     timeout: float | None = None
     pull: str = "never"
+    reuse: bool = False
 
     def task_directory(self) -> TaskDirectory:
-        """A new temp directory for this task, known to the worker's watchdog."""
+        """A new temp directory for this task, known to the worker's watchdog.
+
+        In reuse mode its shared directory is the worker's long-lived one for
+        this job's container, emptied for the task.
+        """
         parent = self.temporary_directory_parent or tempfile.gettempdir()
         try:
             os.makedirs(parent, exist_ok=True)
             watch(parent)
-            return TaskDirectory(parent, prefix=temp_prefix())
+            shared = None
+            if self.reuse:
+                digest = hashlib.sha256(repr((self.image, self.shared_mountpoint, self.volumes,
+                                              self.hdfs_volumes, self.options)).encode())
+                shared = os.path.join(parent, f"{temp_prefix()}reuse-{digest.hexdigest()[:12]}")
+            return TaskDirectory(parent, prefix=temp_prefix(), shared=shared)
         except OSError as exc:
             raise temp_error(exc, f"cannot create a temp directory in {parent!r}") from exc
 
@@ -98,14 +109,16 @@ class ContainerJob:
         mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **volumes}
         if "user" in self.options:
             os.chmod(task.shared, 0o777)  # the container's user is not ours
-        suffix = os.path.basename(task.root).replace("_", "")
-        spec = ContainerSpec(
-            self.image, self.command, volumes=mounts, options=self.options,
-            labels={"lofn.app": self.app, "lofn.stage": str(stage),
-                    "lofn.partition": str(partition), "lofn.attempt": str(attempt)},
-            name=f"{suffix}-s{stage}-p{partition}-a{attempt}", partition=partition,
-            timeout=self.timeout, pull=self.pull)
-        run_container(spec)
+        if self.reuse:  # one container serves many tasks: no task in its name or labels
+            labels, name = {"lofn.app": self.app}, None
+        else:
+            labels = {"lofn.app": self.app, "lofn.stage": str(stage),
+                      "lofn.partition": str(partition), "lofn.attempt": str(attempt)}
+            name = f"{os.path.basename(task.root).replace('_', '')}-s{stage}-p{partition}-a{attempt}"
+        spec = ContainerSpec(self.image, self.command, volumes=mounts, options=self.options,
+                             labels=labels, name=name, partition=partition,
+                             timeout=self.timeout, pull=self.pull)
+        (run_in_warm_container if self.reuse else run_container)(spec)
 
     def output(self, task: TaskDirectory, name: str) -> str:
         path = os.path.join(task.shared, name)
@@ -263,8 +276,12 @@ def _read_bytes(path: str) -> bytes:
         return handle.read()
 
 
-def merge_partition(merge: Merge, final: bool, fan_in: int, index: int, iterator: Iterator):
-    """One merge task of one round: receive blocks, run the container, emit block ``index``."""
+def merge_partition(merge: Merge, final: bool, next_fan_in: int, index: int,
+                    iterator: Iterator):
+    """One merge task of one round: receive blocks, run the container, emit block ``index``.
+
+    The emitted records are keyed for the next round, ``index // next_fan_in``.
+    """
     with merge.job.task_directory() as task:
         blocks: dict[int, list] = {}  # block -> [path, reduced, next seq]
         for _, (block, reduced, seq, chunk) in iterator:
@@ -282,12 +299,12 @@ def merge_partition(merge: Merge, final: bool, fan_in: int, index: int, iterator
         if len(order) == 1:
             path, reduced, _ = blocks[order[0]]
             if reduced or not (final and merge.runs_single_block):
-                yield from _records(index, reduced, fan_in, _file_chunks(path))
+                yield from _records(index, reduced, next_fan_in, _file_chunks(path))
                 return
         merge.prepare(task, [blocks[block][0] for block in order])
         merge.job.run(task)
         output = merge.job.output(task, merge.output_name)
-        yield from _records(index, True, fan_in, _file_chunks(output))
+        yield from _records(index, True, next_fan_in, _file_chunks(output))
 
 
 def identity(key: int) -> int:

@@ -30,7 +30,8 @@ _COMMON = {"docker_options", "timeout"}
 _MAP = _COMMON | {"container_input_name", "container_output_name", "map_udf"}
 _MAP_BINARY = _COMMON | {"container_input_name", "container_binary_output_name", "map_udf",
                          "hdfs_tempdir"}
-_REDUCE = _COMMON | {"container_input_name", "container_output_name", "reduce_udf"}
+_REDUCE = _COMMON | {"container_input_name", "container_output_name", "reduce_udf",
+                     "max_fan_in"}
 _REDUCE_BINARY = _COMMON | {"container_binary_input_1_name", "container_binary_input_2_name",
                             "container_binary_output_name", "reduce_udf"}
 _DEFAULT_NAMES = {
@@ -41,6 +42,24 @@ _DEFAULT_NAMES = {
     "container_binary_input_2_name": "input_2.bin",
 }
 PAIRWISE = 2
+#: Default bound on how many blocks one ``reduce`` container merges at once.
+MAX_FAN_IN = 32
+
+
+def plan_fan_ins(count: int, parallelism: int, max_fan_in: int) -> list[int]:
+    """Blocks merged per container in each round, until one block is left.
+
+    Each round uses about as many containers as there are cores
+    (``ceil(count / parallelism)`` blocks each), never fewer than 2 blocks
+    nor more than ``max_fan_in``; ``max_fan_in=2`` gives the pairwise tree.
+    A lone block still makes one round.
+    """
+    fan_ins: list[int] = []
+    while count > 1 or not fan_ins:
+        fan_in = max(PAIRWISE, min(max_fan_in, -(-count // max(parallelism, 1))))
+        fan_ins.append(fan_in)
+        count = -(-count // fan_in)
+    return fan_ins
 
 
 def _check_kwargs(where: str, kwargs: dict, allowed: set[str]) -> None:
@@ -123,6 +142,14 @@ class DockerPipe:
         image_pull: ``'never'`` (default: a missing image fails with
             :class:`~lofn.errors.ImageUnavailable`), ``'missing'`` (pull where
             absent) or ``'always'`` (pull once per Python worker).
+        reuse_containers: run each partition with ``docker exec`` in a
+            long-lived container per Python worker (and per image, mounts and
+            options) instead of a fresh container, saving the start-up of one
+            container per partition. The shared directory is emptied between
+            partitions; anything else a tool leaves in the container (files
+            outside ``/shared/``, background processes) is seen by the next
+            partition, so do not use it for such tools. A container is
+            discarded after a failure; all are removed when the worker ends.
 
     Raises:
         TypeError: an unknown keyword argument, or ``volumes`` not a dict.
@@ -132,13 +159,15 @@ class DockerPipe:
     def __init__(self, spark_configuration, **kwargs) -> None:
         _check_kwargs("DockerPipe", kwargs,
                       {"temporary_directory_parent", "shared_mountpoint", "volumes",
-                       "hdfs_url", "hdfs_user", "hdfs_timeout", "timeout", "image_pull"})
+                       "hdfs_url", "hdfs_user", "hdfs_timeout", "timeout", "image_pull",
+                       "reuse_containers"})
         self.master, self.master_type = _master_type(spark_configuration)
         self._spark_configuration = spark_configuration
         self._hdfs_options = (kwargs.get("hdfs_url"), kwargs.get("hdfs_user"),
                               kwargs.get("hdfs_timeout"))
         self._hdfs: hdfs_handler.HdfsConfig | None = None
         self.timeout = _check_timeout(kwargs.get("timeout"))
+        self.reuse_containers = bool(kwargs.get("reuse_containers", False))
         self.image_pull = kwargs.get("image_pull", "never")
         if self.image_pull not in PULL_POLICIES:
             raise InvalidArgument(f"image_pull {self.image_pull!r} is not one of "
@@ -221,7 +250,7 @@ class DockerPipe:
             app=rdd.context.applicationId,
             hdfs_volumes=self.user_volume if on_hdfs else None,
             hdfs=self.hdfs if on_hdfs and (self.user_volume or binary) else None,
-            timeout=timeout, pull=self.image_pull)
+            timeout=timeout, pull=self.image_pull, reuse=self.reuse_containers)
 
     @staticmethod
     def _name(kwargs: dict, key: str) -> str:
@@ -330,13 +359,15 @@ class DockerPipe:
     def reduce(self, rdd, image_name: str, command: str, **kwargs) -> list[str]:
         """Merge all partitions into one result with a container, in a tree on the executors.
 
-        Each non-empty partition is one block. Blocks are merged pairwise:
-        each merge writes the two blocks (left, then right) into
-        ``container_input_name`` and runs ``command``; its output is the
-        merged block. About log2(P) rounds run, each merging its pairs in
-        parallel. If the command is associative and commutative, the result
-        is what one container over all the data gives. A single non-empty
-        partition still goes through the command once.
+        Each non-empty partition is one block. Each merge appends its blocks
+        (in partition order) into ``container_input_name`` and runs
+        ``command``; its output is the merged block. In each round about as
+        many containers run as Spark has cores, each merging up to
+        ``max_fan_in`` blocks, until one block is left: with ``max_fan_in=2``
+        this is a pairwise tree of about log2(P) rounds. If the command is
+        associative and commutative, the result is what one container over
+        all the data gives. A single non-empty partition still goes through
+        the command once.
 
         Args:
             rdd: a Spark RDD, e.g. the output of :meth:`map`.
@@ -349,7 +380,10 @@ class DockerPipe:
             docker_options: additional ``docker run`` flags, as a list.
             reduce_udf: function taking the two blocks (lists of lines) and
                 returning a dict of file name -> contents, written instead of
-                the appended input. A lone block is then passed on unmerged.
+                the appended input. Merges are then pairwise, and a lone
+                block is passed on unmerged.
+            max_fan_in: the most blocks one container merges (default 32);
+                bounds the size of each container's input.
 
         Returns:
             The lines of the final output file.
@@ -362,13 +396,18 @@ class DockerPipe:
         job = self._job(rdd, image_name, command, kwargs)
         udf = self._udf(kwargs, "reduce_udf")
         output_name = self._name(kwargs, "container_output_name")
+        max_fan_in = kwargs.get("max_fan_in", MAX_FAN_IN)
+        if isinstance(max_fan_in, bool) or not isinstance(max_fan_in, int) or max_fan_in < 2:
+            raise InvalidArgument(f"max_fan_in must be a whole number >= 2, got {max_fan_in!r}")
         if udf is None:
             merge = _task.Merge(job, "append", (self._name(kwargs, "container_input_name"),),
                                 output_name)
         else:
-            merge = _task.Merge(job, "text_udf", (), output_name, udf)
-        blocks = rdd.mapPartitionsWithIndex(partial(_task.text_blocks, PAIRWISE))
-        return split_lines(self._tree(blocks, rdd.getNumPartitions(), merge, PAIRWISE))
+            merge, max_fan_in = _task.Merge(job, "text_udf", (), output_name, udf), PAIRWISE
+        fan_ins = plan_fan_ins(rdd.getNumPartitions(), rdd.context.defaultParallelism,
+                               max_fan_in)
+        blocks = rdd.mapPartitionsWithIndex(partial(_task.text_blocks, fan_ins[0]))
+        return split_lines(self._tree(blocks, rdd.getNumPartitions(), merge, fan_ins))
 
     def reduce_binary(self, rdd, image_name: str, command: str, **kwargs) -> bytes:
         """Merge binary files pairwise with a container, in a tree on the executors.
@@ -408,20 +447,21 @@ class DockerPipe:
         with _task_errors():
             counts = rdd.mapPartitions(_task.count).collect()
         offsets = [sum(counts[:index]) for index in range(len(counts))]
+        fan_ins = plan_fan_ins(sum(counts), 1, PAIRWISE)
         blocks = rdd.mapPartitionsWithIndex(partial(_task.binary_blocks, PAIRWISE, offsets))
-        return self._tree(blocks, sum(counts), merge, PAIRWISE)
+        return self._tree(blocks, sum(counts), merge, fan_ins)
 
     @staticmethod
-    def _tree(blocks, count: int, merge: _task.Merge, fan_in: int) -> bytes:
-        """Merge ``count`` blocks in rounds of ``fan_in`` until one is left; return it."""
+    def _tree(blocks, count: int, merge: _task.Merge, fan_ins: list[int]) -> bytes:
+        """Merge ``count`` blocks in rounds (``fan_ins[r]`` blocks per container); return the last."""
         if count == 0:
             raise InvalidArgument("Can not reduce() empty RDD")
-        final = False
-        while not final:
+        for round_number, fan_in in enumerate(fan_ins):
             count = -(-count // fan_in)
-            final = count == 1
+            final = round_number == len(fan_ins) - 1
+            next_fan_in = 1 if final else fan_ins[round_number + 1]
             blocks = blocks.partitionBy(count, _task.identity).mapPartitionsWithIndex(
-                partial(_task.merge_partition, merge, final, fan_in))
+                partial(_task.merge_partition, merge, final, next_fan_in))
         with _task_errors():
             records = blocks.values().collect()
         if not records:

@@ -7,9 +7,12 @@ command runs as ``sh -c COMMAND`` inside the image, exactly as written.
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
 import os
 import shlex
+import threading
 from dataclasses import dataclass, field
 
 import docker
@@ -227,6 +230,114 @@ def run_container(spec: ContainerSpec) -> None:
             container.remove(force=True)
         except NotFound:
             pass
+
+
+# ---------------------------------------------------------------------------
+# reuse mode: one long-lived container per Python worker, partitions run by exec
+
+#: Warm containers kept per worker; the least recently used goes beyond this.
+MAX_WARM = 4
+# The warm container's own process: idle until removed, quick to stop.
+_IDLE = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"
+_warm: collections.OrderedDict = collections.OrderedDict()  # (pid, key) -> container
+
+
+def _warm_key(spec: ContainerSpec) -> tuple:
+    options = json.dumps(spec.options, sort_keys=True, default=repr)
+    return (os.getpid(), spec.image, json.dumps(spec.volumes, sort_keys=True), options)
+
+
+def _discard(key: tuple) -> None:
+    container = _warm.pop(key, None)
+    if container is not None:
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+
+
+def _warm_container(client, spec: ContainerSpec):
+    """This worker's running container for ``spec``'s image, mounts and options."""
+    key = _warm_key(spec)
+    container = _warm.get(key)
+    if container is not None:
+        _warm.move_to_end(key)
+        return key, container
+    for stale in [k for k in _warm if k[0] != os.getpid()]:  # inherited over a fork
+        _warm.pop(stale)
+    while len(_warm) >= MAX_WARM:
+        _discard(next(iter(_warm)))
+    kwargs = spec.create_kwargs()
+    kwargs.update(entrypoint=["sh", "-c"], command=[_IDLE])
+    kwargs["labels"] = {**kwargs["labels"], f"{LABEL}.mode": "reuse"}
+    try:
+        container = client.containers.create(spec.image, **kwargs)
+        container.start()
+    except APIError as exc:
+        raise _failure(spec, f"the Docker engine refused the reusable container: "
+                             f"{exc.explanation or exc}") from exc
+    _warm[key] = container
+    return key, container
+
+
+def run_in_warm_container(spec: ContainerSpec) -> None:
+    """Run ``spec.command`` with ``exec`` in this worker's long-lived container.
+
+    The container is created on first use and kept; it is discarded after a
+    failure, so the next partition starts in a fresh one. Same errors as
+    :func:`run_container`.
+    """
+    client = get_client()
+    ensure_image(client, spec.image, spec.pull, spec.partition)
+    key, container = _warm_container(client, spec)
+    kwargs = spec.create_kwargs()
+    entrypoint = spec.options.get("entrypoint")
+    argv = (shlex.split(entrypoint) if entrypoint else []) + ["sh", "-c", spec.command]
+    timer = None
+    timed_out = threading.Event()
+    try:
+        exec_id = client.api.exec_create(
+            container.id, argv, user=kwargs["user"], environment=kwargs.get("environment"),
+            workdir=kwargs.get("working_dir"))["Id"]
+        if spec.timeout is not None:
+            def kill():
+                timed_out.set()
+                container.kill()
+            timer = threading.Timer(spec.timeout, kill)
+            timer.daemon = True
+            timer.start()
+        stderr = collections.deque(maxlen=STDERR_TAIL_LINES + 1)
+        partial = b""
+        for _, err in client.api.exec_start(exec_id, stream=True, demux=True):
+            if err:
+                lines = (partial + err).split(b"\n")
+                partial = lines.pop()
+                stderr.extend(lines)
+        stderr.append(partial)
+        tail = b"\n".join(stderr).strip(b"\n").decode("utf-8", "replace")
+        code = client.api.exec_inspect(exec_id)["ExitCode"]
+    except APIError as exc:
+        _discard(key)
+        raise _failure(spec, f"the Docker engine failed to exec in the container: "
+                             f"{exc.explanation or exc}") from exc
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if timed_out.is_set():
+        _discard(key)
+        raise _failure(spec, f"container did not finish within its timeout of "
+                             f"{spec.timeout:g} s and was killed", cls=ContainerTimeout,
+                       stderr=tail)
+    if code != 0:
+        container.reload()
+        oom = container.attrs.get("State", {}).get("OOMKilled")
+        _discard(key)
+        if oom:
+            limit = spec.options.get("mem_limit", "the engine's default")
+            raise _failure(spec, f"container was killed for exceeding its memory limit "
+                                 f"({limit}); raise it with docker_options ['--memory', SIZE]",
+                           cls=OutOfMemory, exit_code=code, stderr=tail)
+        raise _failure(spec, f"container exited with code {code}", exit_code=code, stderr=tail)
 
 
 def validate_user_input(volumes, shared_mountpoint: str | None = None,

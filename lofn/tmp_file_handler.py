@@ -103,17 +103,24 @@ class TaskDirectory:
     """A private temp directory for one container run, removed on exit.
 
     ``shared`` is mounted into the container; ``staging`` holds files the
-    container must not see (reduce inputs before they are merged).
+    container must not see (reduce inputs before they are merged). In reuse
+    mode ``shared`` is the worker's long-lived directory, emptied on entry
+    and on exit instead of removed.
     """
 
-    def __init__(self, parent: str | None = None, prefix: str = "lofn-") -> None:
+    def __init__(self, parent: str | None = None, prefix: str = "lofn-",
+                 shared: str | None = None) -> None:
         if parent:
             os.makedirs(parent, exist_ok=True)
         self.root = tempfile.mkdtemp(prefix=prefix, dir=parent)
-        self.shared = os.path.join(self.root, "shared")
         self.staging = os.path.join(self.root, "staging")
-        os.mkdir(self.shared)
         os.mkdir(self.staging)
+        self._own_shared = shared is None
+        self.shared = os.path.join(self.root, "shared") if shared is None else shared
+        if shared is None:
+            os.mkdir(self.shared)
+        else:  # a long-lived directory lent to this task: it starts empty
+            _empty(self.shared)
 
     def __enter__(self) -> TaskDirectory:
         return self
@@ -122,7 +129,19 @@ class TaskDirectory:
         self.remove()
 
     def remove(self) -> None:
+        if not self._own_shared:
+            _empty(self.shared)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _empty(directory: str) -> None:
+    """Remove everything inside ``directory``, creating it if missing."""
+    os.makedirs(directory, exist_ok=True)
+    for entry in os.scandir(directory):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            os.unlink(entry.path)
 
 
 class UDF:

@@ -43,6 +43,7 @@ ensure_system_packages() {
     command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null || missing+=(maven)
     have_package busybox-static || missing+=(busybox-static)
+    have_package debootstrap || missing+=(debootstrap)  # builds the genomics example image
     # a real registry on 127.0.0.1 for the image pull tests (never started as a service)
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     [ -x "$BASE_PYTHON" ] || missing+=(python3)

@@ -37,9 +37,36 @@ def require(what: str, reason: str):
     pytest.skip(message)
 
 
+def _our_pids() -> set[str]:
+    """This process and its descendants (Spark's JVMs and Python workers among them)."""
+    children: dict[str, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = stat.read().rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(entry)
+    ours, todo = set(), [str(os.getpid())]
+    while todo:
+        pid = todo.pop()
+        ours.add(pid)
+        todo.extend(children.get(pid, []))
+    return ours
+
+
 def lofn_containers(client) -> list[dict]:
-    """Every container labelled ``lofn`` (as the API lists them: Id, Names, Labels, State)."""
-    return client.api.containers(all=True, filters={"label": "lofn"})
+    """This session's containers labelled ``lofn`` (as listed: Id, Names, Labels, State).
+
+    Other test sessions may share the Docker engine: a container is this
+    session's if it mounts something under the session's temp root (every
+    task directory is there) or was started by this process or a descendant.
+    """
+    pids = _our_pids()
+    return [c for c in client.api.containers(all=True, filters={"label": "lofn"})
+            if c["Labels"].get("lofn.pid") in pids
+            or any(m.get("Source", "").startswith(_SESSION_TMP) for m in c.get("Mounts", []))]
 
 
 def wait_until_clean(client, seconds: float = 30.0) -> tuple[list[str], list[str]]:
@@ -84,6 +111,27 @@ def busybox(docker_client) -> str:
 
 
 @pytest.fixture(scope="session")
+def sc(docker_client, busybox):
+    """A real SparkContext on ``local[2]``."""
+    from pyspark import SparkConf, SparkContext
+
+    conf = (SparkConf().setMaster("local[2]").setAppName("lofn-tests")
+            .set("spark.ui.enabled", "false").set("spark.log.level", "ERROR"))
+    context = SparkContext(conf=conf)
+    yield context
+    context.stop()
+
+
+@pytest.fixture
+def pipe(sc):
+    from pyspark import SparkConf
+
+    from lofn.api import DockerPipe
+
+    return DockerPipe(SparkConf())
+
+
+@pytest.fixture(scope="session")
 def session_tmp() -> str:
     """The session's temp root (``TMPDIR`` of the driver and of every executor)."""
     return _SESSION_TMP
@@ -115,5 +163,6 @@ def pytest_configure(config):
         ("integration", "needs a real Docker engine and local Spark"),
         ("cluster", "starts a real Spark standalone cluster or Hadoop"),
         ("faults", "provokes a fault (hang, OOM, kill, full disk, ...) for real"),
+        ("acceptance", "the genomics example end to end: real aligner image, Spark and Docker"),
     ]:
         config.addinivalue_line("markers", f"{marker}: {text}")

@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 from tests.conftest import require
-from tests.integration.conftest import clean_after_each_test, pipe, sc  # noqa: F401
+from tests.integration.conftest import clean_after_each_test  # noqa: F401
 
 pytestmark = pytest.mark.faults
 

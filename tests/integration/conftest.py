@@ -1,4 +1,4 @@
-"""Integration fixtures: one local Spark context for the session, and a per-test leftover check."""
+"""Integration fixtures: a per-test check that nothing is left behind (`sc` and `pipe` are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,6 @@ import pytest
 from tests.conftest import lofn_containers, wait_until_clean
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def sc(docker_client, busybox):
-    """A real SparkContext on ``local[2]``."""
-    from pyspark import SparkConf, SparkContext
-
-    conf = (SparkConf().setMaster("local[2]").setAppName("lofn-tests")
-            .set("spark.ui.enabled", "false").set("spark.log.level", "ERROR"))
-    context = SparkContext(conf=conf)
-    yield context
-    context.stop()
-
-
-@pytest.fixture
-def pipe(sc):
-    from pyspark import SparkConf
-
-    from lofn.api import DockerPipe
-
-    return DockerPipe(SparkConf())
 
 
 @pytest.fixture(autouse=True)

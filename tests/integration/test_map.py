@@ -168,7 +168,8 @@ def test_containers_carry_labels(sc, pipe, busybox, docker_client):
 
     def watch():
         while not done.is_set():
-            for container in docker_client.api.containers(filters={"label": "lofn"}):
+            mine = {"label": f"lofn.app={sc.applicationId}"}
+            for container in docker_client.api.containers(filters=mine):
                 seen[container["Id"]] = container["Labels"]
             time.sleep(0.05)
 

@@ -43,7 +43,7 @@ def test_blocks_merge_in_log2_rounds_of_pairs(sc, pipe, busybox, partitions):
     group = f"rounds-{partitions}"
     sc.setJobGroup(group, "count the rounds")
     try:
-        result = pipe.reduce(rdd, busybox, COUNT_MERGES)
+        result = pipe.reduce(rdd, busybox, COUNT_MERGES, max_fan_in=2)
     finally:
         sc.setLocalProperty("spark.jobGroup.id", None)
     # one container per merge of two blocks: P - 1 in all, never one per element
@@ -53,13 +53,39 @@ def test_blocks_merge_in_log2_rounds_of_pairs(sc, pipe, busybox, partitions):
     assert stages_of(sc, group) == 1 + math.ceil(math.log2(partitions))
 
 
+@pytest.mark.parametrize("partitions, max_fan_in, containers", [
+    (16, 32, 3),   # 2 cores: 2 containers of 8 blocks, then 1 of 2
+    (16, 4, 7),    # 4 containers of 4 blocks, then 2 of 2 (one per core), then 1
+    (5, 32, 3),    # 2 containers (3 + 2 blocks), then 1 of 2
+])
+def test_default_reduce_merges_many_blocks_per_container(sc, pipe, busybox, partitions,
+                                                         max_fan_in, containers):
+    rdd = sc.parallelize([f"line {i}" for i in range(10 * partitions)], partitions)
+    result = pipe.reduce(rdd, busybox, COUNT_MERGES, max_fan_in=max_fan_in)
+    assert result.count("merge") == containers
+    assert sorted(line for line in result if line != "merge") == sorted(rdd.collect())
+
+
+@pytest.mark.parametrize("max_fan_in", [2, 3, 32])
+def test_fan_in_does_not_change_the_result(sc, pipe, busybox, max_fan_in):
+    text = make_text(2000, seed=11)
+    counts = pipe.map(sc.parallelize(text, 12), busybox, MAP_COMMAND)
+    assert parse_counts(pipe.reduce(counts, busybox, REDUCE_COMMAND, max_fan_in=max_fan_in)
+                        ) == python_counts(text)
+
+
+def test_bad_fan_in_is_rejected(sc, pipe, busybox):
+    with pytest.raises(ValueError, match="max_fan_in must be a whole number >= 2, got 1"):
+        pipe.reduce(sc.parallelize(["a"], 1), busybox, "true", max_fan_in=1)
+
+
 def test_single_partition_still_goes_through_the_command(sc, pipe, busybox):
     assert pipe.reduce(sc.parallelize(["a", "b"], 1), busybox, COUNT_MERGES) == ["a", "b", "merge"]
 
 
 def test_empty_partitions_are_not_blocks(sc, pipe, busybox):
     rdd = sc.parallelize(["a", "b", "c"], 8)  # five empty partitions
-    result = pipe.reduce(rdd, busybox, COUNT_MERGES)
+    result = pipe.reduce(rdd, busybox, COUNT_MERGES, max_fan_in=2)
     assert result.count("merge") == 2
     assert sorted(x for x in result if x != "merge") == ["a", "b", "c"]
 

@@ -27,7 +27,8 @@ stop = threading.Event()
 
 def killer():
     while not stop.is_set():
-        for c in client.api.containers(filters={"label": ["lofn", "lofn.attempt=0"]}):
+        mine = ["lofn.attempt=0", f"lofn.app={sc.applicationId}"]  # never another job's
+        for c in client.api.containers(filters={"label": mine}):
             labels = c["Labels"]
             key = (labels["lofn.stage"], labels["lofn.partition"])
             if key not in killed:
