@@ -307,6 +307,16 @@ def merge_partition(merge: Merge, final: bool, next_fan_in: int, index: int,
         yield from _records(index, True, next_fan_in, _file_chunks(output))
 
 
+def first_field(record) -> str:
+    """The default key of ``reduce_by_key``: the text before the first tab."""
+    return str(record).split("\t", 1)[0]
+
+
+def with_key(key: Callable, record):
+    """``(key(record), record)``, for the shuffle of ``reduce_by_key``."""
+    return key(record), record
+
+
 def identity(key: int) -> int:
     """Partition function for the merge rounds: block key ``k`` goes to partition ``k``."""
     return key

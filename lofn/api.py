@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Callable, Iterator
 
+from pyspark.rdd import portable_hash
+
 from lofn import _options, _task, hdfs_handler
 from lofn.docker_handler import PULL_POLICIES, ensure_image, get_client, validate_user_input
 from lofn.errors import (
@@ -26,12 +28,14 @@ __all__ = ["DockerPipe"]
 
 logger = logging.getLogger(__name__)
 
-_COMMON = {"docker_options", "timeout"}
+_COMMON = {"docker_options", "timeout", "sample", "sample_seed"}
 _MAP = _COMMON | {"container_input_name", "container_output_name", "map_udf"}
 _MAP_BINARY = _COMMON | {"container_input_name", "container_binary_output_name", "map_udf",
                          "hdfs_tempdir"}
 _REDUCE = _COMMON | {"container_input_name", "container_output_name", "reduce_udf",
                      "max_fan_in"}
+_REDUCE_BY_KEY = _COMMON | {"container_input_name", "container_output_name", "key",
+                             "num_partitions", "partition_func", "sort", "combiner"}
 _REDUCE_BINARY = _COMMON | {"container_binary_input_1_name", "container_binary_input_2_name",
                             "container_binary_output_name", "reduce_udf"}
 _DEFAULT_NAMES = {
@@ -253,6 +257,20 @@ class DockerPipe:
             timeout=timeout, pull=self.image_pull, reuse=self.reuse_containers)
 
     @staticmethod
+    def _sampled(rdd, kwargs: dict):
+        """``rdd``, or the reproducible sample of it that ``sample``/``sample_seed`` ask for."""
+        fraction = kwargs.get("sample")
+        if fraction is None:
+            return rdd
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+                or not 0 < fraction <= 1:
+            raise InvalidArgument(f"sample must be a fraction in (0, 1], got {fraction!r}")
+        seed = kwargs.get("sample_seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidArgument(f"sample_seed must be a whole number, got {seed!r}")
+        return rdd if fraction == 1 else rdd.sample(False, fraction, seed)
+
+    @staticmethod
     def _name(kwargs: dict, key: str) -> str:
         return check_file_name(kwargs.get(key, _DEFAULT_NAMES[key]), key)
 
@@ -285,12 +303,18 @@ class DockerPipe:
             map_udf: function taking the partition (as a list) and returning a
                 dict of file name -> contents (bytes, str, or an iterable of
                 lines); the files replace the input file.
+            timeout: seconds each container may run (overrides the pipe's).
+            sample: run on a random fraction of the input only (e.g. ``0.01``),
+                to try a pipeline quickly; every method takes it.
+            sample_seed: the sample's seed (default 0): the same seed gives
+                the same sample.
 
         Returns:
             The transformed RDD (lazy, like any Spark transformation).
         """
         _check_kwargs("map", kwargs, _MAP)
         job = self._job(rdd, image_name, command, kwargs)
+        rdd = self._sampled(rdd, kwargs)
         return rdd.mapPartitions(partial(
             _task.map_partition, job, self._name(kwargs, "container_input_name"),
             self._name(kwargs, "container_output_name"), self._udf(kwargs, "map_udf")))
@@ -329,6 +353,7 @@ class DockerPipe:
         """
         _check_kwargs("map_binary", kwargs, _MAP_BINARY)
         job = self._job(rdd, image_name, command, kwargs, binary=True)
+        rdd = self._sampled(rdd, kwargs)
         input_name = self._name(kwargs, "container_input_name")
         output_name = self._name(kwargs, "container_binary_output_name")
         udf = self._udf(kwargs, "map_udf")
@@ -394,6 +419,7 @@ class DockerPipe:
         """
         _check_kwargs("reduce", kwargs, _REDUCE)
         job = self._job(rdd, image_name, command, kwargs)
+        rdd = self._sampled(rdd, kwargs)
         udf = self._udf(kwargs, "reduce_udf")
         output_name = self._name(kwargs, "container_output_name")
         max_fan_in = kwargs.get("max_fan_in", MAX_FAN_IN)
@@ -408,6 +434,61 @@ class DockerPipe:
                                max_fan_in)
         blocks = rdd.mapPartitionsWithIndex(partial(_task.text_blocks, fan_ins[0]))
         return split_lines(self._tree(blocks, rdd.getNumPartitions(), merge, fan_ins))
+
+    def reduce_by_key(self, rdd, image_name: str, command: str, **kwargs):
+        """Shuffle records by key, then run the reduce container once per shuffled partition.
+
+        This is the MapReduce shuffle of Hadoop Streaming and Disco: every
+        record with a given key lands in the same partition, and each
+        partition goes through ``command`` (as in :meth:`map`) in parallel.
+        An optional ``combiner`` command first runs on each input partition,
+        in the same image, to shrink it before the shuffle.
+
+        Args:
+            rdd: an RDD of text records (lines).
+            image_name: Docker image name.
+            command: the reduce command, run by ``sh -c`` on each shuffled partition.
+
+        Keyword Args:
+            key: function from a record to its key; default: the text before
+                the first tab.
+            num_partitions: partitions after the shuffle (default: as many as ``rdd``).
+            partition_func: function from a key to a partition number
+                (taken modulo ``num_partitions``); default: Spark's hash.
+            sort: sort the records of each partition by key, so equal keys
+                are consecutive and ascending (default ``False``).
+            combiner: a command run on each input partition before the shuffle.
+            container_input_name, container_output_name, docker_options,
+            timeout, sample, sample_seed: as for :meth:`map`.
+
+        Returns:
+            An RDD of the reduce command's output lines.
+        """
+        _check_kwargs("reduce_by_key", kwargs, _REDUCE_BY_KEY)
+        job = self._job(rdd, image_name, command, kwargs)
+        rdd = self._sampled(rdd, kwargs)
+        input_name = self._name(kwargs, "container_input_name")
+        output_name = self._name(kwargs, "container_output_name")
+        key = kwargs.get("key") or _task.first_field
+        partition_func = kwargs.get("partition_func") or portable_hash
+        for name, function in (("key", key), ("partition_func", partition_func)):
+            if not callable(function):
+                raise InvalidArgumentType(f"{name} must be a function, got {function!r}")
+        count = kwargs.get("num_partitions")
+        count = rdd.getNumPartitions() if count is None else count
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidArgument(f"num_partitions must be a positive whole number, got {count!r}")
+        if kwargs.get("combiner") is not None:
+            combiner = self._job(rdd, image_name, kwargs["combiner"], kwargs)
+            rdd = rdd.mapPartitions(partial(_task.map_partition, combiner, input_name,
+                                            output_name, None))
+        keyed = rdd.map(partial(_task.with_key, key))
+        if kwargs.get("sort"):
+            shuffled = keyed.repartitionAndSortWithinPartitions(count, partition_func)
+        else:
+            shuffled = keyed.partitionBy(count, partition_func)
+        return shuffled.values().mapPartitions(partial(
+            _task.map_partition, job, input_name, output_name, None))
 
     def reduce_binary(self, rdd, image_name: str, command: str, **kwargs) -> bytes:
         """Merge binary files pairwise with a container, in a tree on the executors.
@@ -436,6 +517,7 @@ class DockerPipe:
         """
         _check_kwargs("reduce_binary", kwargs, _REDUCE_BINARY)
         job = self._job(rdd, image_name, command, kwargs)
+        rdd = self._sampled(rdd, kwargs)
         udf = self._udf(kwargs, "reduce_udf")
         output_name = self._name(kwargs, "container_binary_output_name")
         if udf is None:
