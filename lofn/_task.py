@@ -19,8 +19,15 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
+from lofn._cache import ResultCache, run_key
 from lofn._reaper import temp_prefix, watch
-from lofn.docker_handler import ContainerSpec, run_container, run_in_warm_container
+from lofn.docker_handler import (
+    ContainerSpec,
+    ensure_image,
+    get_client,
+    run_container,
+    run_in_warm_container,
+)
 from lofn.errors import LofnError, MissingOutputError, TemporaryDirectoryError
 from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
 from lofn.tmp_file_handler import (
@@ -76,6 +83,7 @@ class ContainerJob:
     timeout: float | None = None
     pull: str = "never"
     reuse: bool = False
+    cache: ResultCache | None = None
 
     def task_directory(self) -> TaskDirectory:
         """A new temp directory for this task, known to the worker's watchdog.
@@ -96,13 +104,27 @@ class ContainerJob:
         except OSError as exc:
             raise temp_error(exc, f"cannot create a temp directory in {parent!r}") from exc
 
-    def run(self, task: TaskDirectory) -> None:
+    def run(self, task: TaskDirectory, output_name: str) -> None:
+        """Run the container over the files in ``task.shared``, or restore its cached result."""
+        key = None
+        if self.cache is not None:
+            client = get_client()
+            ensure_image(client, self.image, self.pull)
+            key = run_key(client.images.get(self.image).id, self.command, self.options,
+                          {"local": self.volumes, "hdfs": self.hdfs_volumes}, output_name,
+                          task.shared)
+            if self.cache.restore(key, os.path.join(task.shared, output_name)):
+                return
         if not self.hdfs_volumes:
-            return self._run(task, self.volumes)
-        with setup_user_volumes_from_hdfs(
-                self.hdfs_volumes, hdfs=self.hdfs,
-                temporary_directory_parent=self.temporary_directory_parent) as local:
-            return self._run(task, {**self.volumes, **local})
+            self._run(task, self.volumes)
+        else:
+            with setup_user_volumes_from_hdfs(
+                    self.hdfs_volumes, hdfs=self.hdfs,
+                    temporary_directory_parent=self.temporary_directory_parent) as local:
+                self._run(task, {**self.volumes, **local})
+        output = os.path.join(task.shared, output_name)
+        if key is not None and os.path.isfile(output):
+            self.cache.store(key, output)
 
     def _run(self, task: TaskDirectory, volumes: dict) -> None:
         stage, partition, attempt = _task_ids()
@@ -140,7 +162,7 @@ class ContainerJob:
         except OSError as exc:
             raise temp_error(exc, f"cannot write the input of partition {_task_ids()[1]} "
                                   f"in {task.shared!r}") from exc
-        self.run(task)
+        self.run(task, output_name)
         return self.output(task, output_name)
 
 
@@ -302,7 +324,7 @@ def merge_partition(merge: Merge, final: bool, next_fan_in: int, index: int,
                 yield from _records(index, reduced, next_fan_in, _file_chunks(path))
                 return
         merge.prepare(task, [blocks[block][0] for block in order])
-        merge.job.run(task)
+        merge.job.run(task, merge.output_name)
         output = merge.job.output(task, merge.output_name)
         yield from _records(index, True, next_fan_in, _file_chunks(output))
 

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from pyspark.rdd import portable_hash
 
-from lofn import _options, _task, hdfs_handler
+from lofn import _cache, _options, _task, hdfs_handler
 from lofn.docker_handler import PULL_POLICIES, ensure_image, get_client, validate_user_input
 from lofn.errors import (
     DockerUnavailable,
@@ -154,6 +154,13 @@ class DockerPipe:
             outside ``/shared/``, background processes) is seen by the next
             partition, so do not use it for such tools. A container is
             discarded after a failure; all are removed when the worker ends.
+        result_cache: a directory (absolute, shared by all executors) or an
+            ``hdfs:///path`` where each container's output is kept, keyed by
+            the image ID, command, options, mounts and the exact input files.
+            A rerun of an unchanged partition (after a failure, or after new
+            input was appended) restores the output and starts no container.
+            Volume contents are not part of the key: use a new location after
+            changing a reference.
 
     Raises:
         TypeError: an unknown keyword argument, or ``volumes`` not a dict.
@@ -164,7 +171,7 @@ class DockerPipe:
         _check_kwargs("DockerPipe", kwargs,
                       {"temporary_directory_parent", "shared_mountpoint", "volumes",
                        "hdfs_url", "hdfs_user", "hdfs_timeout", "timeout", "image_pull",
-                       "reuse_containers"})
+                       "reuse_containers", "result_cache"})
         self.master, self.master_type = _master_type(spark_configuration)
         self._spark_configuration = spark_configuration
         self._hdfs_options = (kwargs.get("hdfs_url"), kwargs.get("hdfs_user"),
@@ -172,6 +179,12 @@ class DockerPipe:
         self._hdfs: hdfs_handler.HdfsConfig | None = None
         self.timeout = _check_timeout(kwargs.get("timeout"))
         self.reuse_containers = bool(kwargs.get("reuse_containers", False))
+        self.result_cache = kwargs.get("result_cache")
+        if self.result_cache is not None and not (
+                isinstance(self.result_cache, str)
+                and (self.result_cache.startswith("/") or self.result_cache.startswith("hdfs:///"))):
+            raise InvalidArgument(f"result_cache must be an absolute directory or an "
+                                  f"hdfs:///path, got {self.result_cache!r}")
         self.image_pull = kwargs.get("image_pull", "never")
         if self.image_pull not in PULL_POLICIES:
             raise InvalidArgument(f"image_pull {self.image_pull!r} is not one of "
@@ -254,7 +267,14 @@ class DockerPipe:
             app=rdd.context.applicationId,
             hdfs_volumes=self.user_volume if on_hdfs else None,
             hdfs=self.hdfs if on_hdfs and (self.user_volume or binary) else None,
-            timeout=timeout, pull=self.image_pull, reuse=self.reuse_containers)
+            timeout=timeout, pull=self.image_pull, reuse=self.reuse_containers,
+            cache=self._cache())
+
+    def _cache(self) -> _cache.ResultCache | None:
+        if self.result_cache is None:
+            return None
+        on_hdfs = self.result_cache.startswith("hdfs:")
+        return _cache.ResultCache(self.result_cache, self.hdfs if on_hdfs else None)
 
     @staticmethod
     def _sampled(rdd, kwargs: dict):
