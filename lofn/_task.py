@@ -16,10 +16,12 @@ import os
 import shutil
 import socket
 import tempfile
+import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from lofn._cache import ResultCache, run_key
+from lofn._stream import encode_records, run_streaming, split_records
 from lofn._reaper import temp_prefix, watch
 from lofn.docker_handler import (
     ContainerSpec,
@@ -33,6 +35,7 @@ from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
 from lofn.tmp_file_handler import (
     UDF,
     TaskDirectory,
+    decode_text,
     encode_lines,
     handle_binary,
     read_lines,
@@ -126,20 +129,24 @@ class ContainerJob:
         if key is not None and os.path.isfile(output):
             self.cache.store(key, output)
 
-    def _run(self, task: TaskDirectory, volumes: dict) -> None:
+    def spec(self, mounts: dict, unique: str) -> ContainerSpec:
+        """The container for the running task; ``unique`` starts its name."""
         stage, partition, attempt = _task_ids()
-        mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **volumes}
-        if "user" in self.options:
-            os.chmod(task.shared, 0o777)  # the container's user is not ours
         if self.reuse:  # one container serves many tasks: no task in its name or labels
             labels, name = {"lofn.app": self.app}, None
         else:
             labels = {"lofn.app": self.app, "lofn.stage": str(stage),
                       "lofn.partition": str(partition), "lofn.attempt": str(attempt)}
-            name = f"{os.path.basename(task.root).replace('_', '')}-s{stage}-p{partition}-a{attempt}"
-        spec = ContainerSpec(self.image, self.command, volumes=mounts, options=self.options,
+            name = f"{unique.replace('_', '')}-s{stage}-p{partition}-a{attempt}"
+        return ContainerSpec(self.image, self.command, volumes=mounts, options=self.options,
                              labels=labels, name=name, partition=partition,
                              timeout=self.timeout, pull=self.pull)
+
+    def _run(self, task: TaskDirectory, volumes: dict) -> None:
+        mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **volumes}
+        if "user" in self.options:
+            os.chmod(task.shared, 0o777)  # the container's user is not ours
+        spec = self.spec(mounts, os.path.basename(task.root))
         (run_in_warm_container if self.reuse else run_container)(spec)
 
     def output(self, task: TaskDirectory, name: str) -> str:
@@ -185,6 +192,24 @@ def map_partition(job: ContainerJob, input_name: str, output_name: str,
     with job.task_directory() as task:
         output = job.run_on_partition(task, items, input_name, map_udf, output_name)
         yield from read_lines(output, _task_ids()[1])
+
+
+def stream_partition(job: ContainerJob, binary: bool, delimiter: bytes | None,
+                     iterator: Iterator):
+    """``mapPartitions`` body of ``DockerPipe.pipe``: records through stdin and stdout."""
+    items = _peek(iterator)
+    if items is None:
+        return
+    watch(job.temporary_directory_parent or tempfile.gettempdir())  # the watchdog, for SIGKILL
+    spec = job.spec(dict(job.volumes), f"{temp_prefix()}stream-{uuid.uuid4().hex[:8]}")
+    records = split_records(run_streaming(spec, encode_records(items, delimiter)), delimiter)
+    if binary:
+        yield from records
+        return
+    offset = 0
+    for record in records:
+        yield decode_text(record, "stdout", offset, spec.partition)
+        offset += len(record) + len(delimiter)
 
 
 def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,

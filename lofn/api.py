@@ -34,6 +34,7 @@ _MAP_BINARY = _COMMON | {"container_input_name", "container_binary_output_name",
                          "hdfs_tempdir"}
 _REDUCE = _COMMON | {"container_input_name", "container_output_name", "reduce_udf",
                      "max_fan_in"}
+_PIPE = _COMMON | {"binary", "delimiter"}
 _REDUCE_BY_KEY = _COMMON | {"container_input_name", "container_output_name", "key",
                              "num_partitions", "partition_func", "sort", "combiner"}
 _REDUCE_BINARY = _COMMON | {"container_binary_input_1_name", "container_binary_input_2_name",
@@ -338,6 +339,45 @@ class DockerPipe:
         return rdd.mapPartitions(partial(
             _task.map_partition, job, self._name(kwargs, "container_input_name"),
             self._name(kwargs, "container_output_name"), self._udf(kwargs, "map_udf")))
+
+    def pipe(self, rdd, image_name: str, command: str, **kwargs):
+        """Stream each partition through a container's stdin and stdout (no temp files).
+
+        Like Spark's ``rdd.pipe`` with the tool in a container: each element
+        is written to the command's stdin followed by ``delimiter``, and
+        its stdout, split at ``delimiter``, becomes the new partition. The
+        same cleanup, errors (exit code and stderr tail) and ``timeout`` apply
+        as for :meth:`map`; empty partitions start no container.
+
+        Args:
+            rdd: a Spark RDD of text (or, with ``binary=True``, of bytes).
+            image_name: Docker image name.
+            command: command run by ``sh -c``; reads stdin, writes stdout.
+
+        Keyword Args:
+            binary: records are ``bytes``, passed through unchanged (default
+                ``False``: text, UTF-8).
+            delimiter: what ends each record: ``'\\n'`` for text by default;
+                ``'\\0'`` (or ``b'\\0'``) for records holding newlines. For
+                binary mode the default is ``None``: the elements are written
+                back to back, and each partition's whole stdout is one record.
+            docker_options, timeout, sample, sample_seed: as for :meth:`map`.
+
+        Returns:
+            The transformed RDD.
+        """
+        _check_kwargs("pipe", kwargs, _PIPE)
+        job = self._job(rdd, image_name, command, kwargs)
+        rdd = self._sampled(rdd, kwargs)
+        binary = bool(kwargs.get("binary", False))
+        delimiter = kwargs.get("delimiter", None if binary else "\n")
+        if isinstance(delimiter, str):
+            delimiter = delimiter.encode("utf-8")
+        if delimiter is not None and (not isinstance(delimiter, bytes) or not delimiter):
+            raise InvalidArgument(f"delimiter must be a non-empty str or bytes, got {delimiter!r}")
+        if delimiter is None and not binary:
+            raise InvalidArgument("text mode needs a delimiter; use binary=True for whole streams")
+        return rdd.mapPartitions(partial(_task.stream_partition, job, binary, delimiter))
 
     @contextmanager
     def map_binary(self, rdd, image_name: str, command: str, **kwargs) -> Iterator[str]:

@@ -576,8 +576,8 @@ class Progress:
             stage_ids = sorted(info.stageIds)
             for index, stage_id in enumerate(stage_ids):
                 stage = tracker.getStageInfo(stage_id)
-                if stage is None or (stage.submissionTime <= 0 and stage.numActiveTasks == 0
-                                     and stage.numCompletedTasks == 0):
+                if stage is None or stage_id not in self.stages and not (
+                        stage.numActiveTasks or stage.numCompletedTasks or stage.numFailedTasks):
                     continue  # not started (yet, or ever: a stage after a failure)
                 if index == 0:
                     label, unit = "map", "partitions"
@@ -589,9 +589,6 @@ class Progress:
                     "failed": stage.numFailedTasks}
         if self.enabled:
             self._show(final)
-
-    def _containers(self) -> str:
-        return "" if self.counter is None else f"containers {self.counter.count}"
 
     def _show(self, final: bool) -> None:
         now = time.monotonic()
@@ -627,16 +624,15 @@ class Progress:
     def _draw(self, numbers: dict, now: float) -> None:
         width = shutil.get_terminal_size((80, 24)).columns
         tasks = max(numbers["tasks"], 1)
-        bar_width = 20
+        bar_width = 16
         full = bar_width * numbers["done"] // tasks
         running = min(bar_width - full, -(-bar_width * numbers["running"] // tasks))
         bar = "#" * full + ">" * running + "." * (bar_width - full - running)
-        text = (f"{numbers['label']:<16} [{bar}] {numbers['done']}/{numbers['tasks']} "
-                f"{numbers['unit']} done, {numbers['running']} running, "
-                f"{numbers['failed']} failed")
+        text = (f"{numbers['label']} [{bar}] {numbers['done']}/{numbers['tasks']} done, "
+                f"{numbers['running']} running, {numbers['failed']} failed")
         if self.counter is not None:
-            text += f", {self._containers()}"
-        text += f"  {_elapsed(now - self.start)}"
+            text += f", {self.counter.count} containers"
+        text += f", {_elapsed(now - self.start)}"
         self._write("\r\x1b[K" + text[:max(width - 1, 10)])
         self._drawn = True
 

@@ -56,14 +56,15 @@ def _strip_newline(raw: bytes) -> bytes:
     return raw
 
 
-def _decode(raw: bytes, path: str, offset: int, partition: int | None) -> str:
+def decode_text(raw: bytes, path: str, offset: int, partition: int | None) -> str:
+    """``raw`` as UTF-8, or an :class:`OutputDecodeError` naming where it is not."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         where = f" of partition {partition}" if partition is not None else ""
         raise OutputDecodeError(
-            f"output file {os.path.basename(path)}{where} is not valid UTF-8 at byte offset "
-            f"{offset + exc.start}; use map_binary for binary output") from exc
+            f"output {os.path.basename(path)}{where} is not valid UTF-8 at byte offset "
+            f"{offset + exc.start}; use a binary mode for binary output") from exc
 
 
 def read_lines(path: str, partition: int | None = None) -> Iterator[str]:
@@ -75,13 +76,13 @@ def read_lines(path: str, partition: int | None = None) -> Iterator[str]:
     offset = 0
     with open(path, "rb", buffering=_BUFFER) as handle:
         for raw in handle:
-            yield _decode(_strip_newline(raw), path, offset, partition)
+            yield decode_text(_strip_newline(raw), path, offset, partition)
             offset += len(raw)
 
 
 def split_lines(data: bytes, name: str = "output") -> list[str]:
     """Split UTF-8 ``data`` into lines, as :func:`read_lines` does for a file."""
-    text = _decode(data, name, 0, None)
+    text = decode_text(data, name, 0, None)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
