@@ -345,11 +345,24 @@ def _error(message: str, details: list[str] = ()) -> None:
 
 def describe_error(exc: BaseException) -> tuple[str, list[str]]:
     """One readable line for ``exc``, and indented detail lines (a container's stderr tail)."""
-    from lofn.errors import DockerFailure, LofnError, from_spark_error
+    from lofn.errors import (
+        DockerFailure,
+        ImageUnavailable,
+        LofnError,
+        OutOfMemory,
+        from_spark_error,
+    )
 
     if not isinstance(exc, LofnError):
         exc = from_spark_error(exc) or exc
     if isinstance(exc, DockerFailure):
+        hint = None
+        if isinstance(exc, ImageUnavailable) and "image_pull is 'never'" in exc.message:
+            exc.message = exc.message.split(":")[0]
+            hint = "  hint: build or load the image on every host, or pass --image-pull missing"
+        elif isinstance(exc, OutOfMemory):
+            exc.message = exc.message.split(";")[0]
+            hint = "  hint: raise the limit with --docker-option=--memory=SIZE"
         where = [f"partition {exc.partition}"] if exc.partition is not None else []
         if exc.image:
             where.append(f"image {exc.image}")
@@ -358,6 +371,8 @@ def describe_error(exc: BaseException) -> tuple[str, list[str]]:
         if exc.stderr and exc.stderr.strip():
             details.append("  container stderr (last lines):")
             details.extend("    " + text for text in exc.stderr.rstrip("\n").split("\n"))
+        if hint:
+            details.append(hint)
         return line, details
     if isinstance(exc, LofnError):
         return str(exc).strip().split("\n")[0], []

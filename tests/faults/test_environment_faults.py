@@ -47,7 +47,8 @@ def test_socket_permission_denied_is_an_actionable_error(busybox, root_only, ses
     os.chown(home, pwd.getpwnam(NO_DOCKER_USER).pw_uid, -1)
     try:
         report = run_job("engine_job.py", busybox, user=NO_DOCKER_USER,
-                         env={"HOME": str(home), "TMPDIR": str(home)})
+                         env={"HOME": str(home), "TMPDIR": str(home),
+                              "JAVA_TOOL_OPTIONS": "-XX:-UsePerfData"})
     finally:
         subprocess.run(["rm", "-rf", str(home)], check=True)
     assert report["error"] == "DockerUnavailable"

@@ -46,7 +46,9 @@ def test_outputs_are_owned_by_the_executor_user(unprivileged_user, busybox):
     for path in (home, parent):
         os.chown(path, unprivileged_user.pw_uid, unprivileged_user.pw_gid)
     env = {"HOME": home, "TMPDIR": home, "PATH": os.environ["PATH"],
-           "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+           "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           # no /tmp/hsperfdata_<user> left behind by the user's JVM
+           "JAVA_TOOL_OPTIONS": "-XX:-UsePerfData"}
     if "JAVA_HOME" in os.environ:
         env["JAVA_HOME"] = os.environ["JAVA_HOME"]
     try:
