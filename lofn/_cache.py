@@ -23,6 +23,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 
+from lofn.errors import HdfsFailure
 from lofn.hdfs_handler import HdfsConfig
 
 
@@ -61,16 +62,19 @@ class ResultCache:
         if self.on_hdfs:
             temporary = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
             self.hdfs.call(f"store {path!r}", "upload", temporary, source)
-            if self.hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
+            try:
                 self.hdfs.call(f"store {path!r}", "rename", temporary, path)
-            else:  # another attempt stored the same result first
+            except HdfsFailure:  # another attempt stored the same result first
                 self.hdfs.call(f"remove {temporary!r}", "delete", temporary)
+                if self.hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
+                    raise
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         os.close(handle)
         try:
             shutil.copyfile(source, temporary)
+            os.chmod(temporary, 0o644)  # executors may run as other users
             os.replace(temporary, path)
         except BaseException:
             os.unlink(temporary)

@@ -17,10 +17,12 @@ import shutil
 import socket
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from lofn._cache import ResultCache, run_key
+from lofn._images import Shipment
 from lofn._stream import encode_records, run_streaming, split_records
 from lofn._reaper import temp_prefix, watch
 from lofn.docker_handler import (
@@ -87,6 +89,7 @@ class ContainerJob:
     pull: str = "never"
     reuse: bool = False
     cache: ResultCache | None = None
+    shipment: Shipment | None = None  # ship_image: the driver's saved image
 
     def task_directory(self) -> TaskDirectory:
         """A new temp directory for this task, known to the worker's watchdog.
@@ -112,26 +115,37 @@ class ContainerJob:
         key = None
         if self.cache is not None:
             client = get_client()
+            self._ensure_shipped()
             ensure_image(client, self.image, self.pull)
             key = run_key(client.images.get(self.image).id, self.command, self.options,
                           {"local": self.volumes, "hdfs": self.hdfs_volumes}, output_name,
                           task.shared)
             if self.cache.restore(key, os.path.join(task.shared, output_name)):
                 return
-        if not self.hdfs_volumes:
-            self._run(task, self.volumes)
-        else:
-            with setup_user_volumes_from_hdfs(
-                    self.hdfs_volumes, hdfs=self.hdfs,
-                    temporary_directory_parent=self.temporary_directory_parent) as local:
-                self._run(task, {**self.volumes, **local})
+        with self.mounted_volumes() as volumes:
+            self._run(task, volumes)
         output = os.path.join(task.shared, output_name)
         if key is not None and os.path.isfile(output):
             self.cache.store(key, output)
 
+    @contextmanager
+    def mounted_volumes(self) -> Iterator[dict]:
+        """The user volumes as local host paths, HDFS ones staged on this host."""
+        if not self.hdfs_volumes:
+            yield dict(self.volumes)
+            return
+        with setup_user_volumes_from_hdfs(
+                self.hdfs_volumes, hdfs=self.hdfs,
+                temporary_directory_parent=self.temporary_directory_parent) as local:
+            yield {**self.volumes, **local}
+
     def spec(self, mounts: dict, unique: str) -> ContainerSpec:
-        """The container for the running task; ``unique`` starts its name."""
+        """The container for the running task; ``unique`` starts its name.
+
+        With ``ship_image``, first makes sure this host's engine has the driver's image.
+        """
         stage, partition, attempt = _task_ids()
+        self._ensure_shipped()
         if self.reuse:  # one container serves many tasks: no task in its name or labels
             labels, name = {"lofn.app": self.app}, None
         else:
@@ -141,6 +155,11 @@ class ContainerJob:
         return ContainerSpec(self.image, self.command, volumes=mounts, options=self.options,
                              labels=labels, name=name, partition=partition,
                              timeout=self.timeout, pull=self.pull)
+
+    def _ensure_shipped(self) -> None:
+        """With ``ship_image``: load the driver's image on this host if its engine lacks it."""
+        if self.shipment is not None:
+            self.shipment.ensure(get_client(), self.temporary_directory_parent, _task_ids()[1])
 
     def _run(self, task: TaskDirectory, volumes: dict) -> None:
         mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **volumes}
@@ -201,15 +220,16 @@ def stream_partition(job: ContainerJob, binary: bool, delimiter: bytes | None,
     if items is None:
         return
     watch(job.temporary_directory_parent or tempfile.gettempdir())  # the watchdog, for SIGKILL
-    spec = job.spec(dict(job.volumes), f"{temp_prefix()}stream-{uuid.uuid4().hex[:8]}")
-    records = split_records(run_streaming(spec, encode_records(items, delimiter)), delimiter)
-    if binary:
-        yield from records
-        return
-    offset = 0
-    for record in records:
-        yield decode_text(record, "stdout", offset, spec.partition)
-        offset += len(record) + len(delimiter)
+    with job.mounted_volumes() as volumes:
+        spec = job.spec(volumes, f"{temp_prefix()}stream-{uuid.uuid4().hex[:8]}")
+        records = split_records(run_streaming(spec, encode_records(items, delimiter)), delimiter)
+        if binary:
+            yield from records
+            return
+        offset = 0
+        for record in records:
+            yield decode_text(record, "stdout", offset, spec.partition)
+            offset += len(record) + len(delimiter)
 
 
 def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from pyspark.rdd import portable_hash
 
-from lofn import _cache, _options, _task, hdfs_handler
+from lofn import _cache, _images, _options, _task, hdfs_handler
 from lofn.docker_handler import PULL_POLICIES, ensure_image, get_client, validate_user_input
 from lofn.errors import (
     DockerUnavailable,
@@ -147,6 +147,12 @@ class DockerPipe:
         image_pull: ``'never'`` (default: a missing image fails with
             :class:`~lofn.errors.ImageUnavailable`), ``'missing'`` (pull where
             absent) or ``'always'`` (pull once per Python worker).
+        ship_image: ``True`` to run the driver's copy of each image without a
+            registry: it is saved on the driver (``docker save``), sent with
+            Spark's ``addFile`` and loaded (``docker load``) on each executor
+            host whose engine lacks that image ID, once per host. Needs the
+            image on the driver's engine; leave ``image_pull`` at ``'never'``.
+            See :doc:`images`.
         reuse_containers: run each partition with ``docker exec`` in a
             long-lived container per Python worker (and per image, mounts and
             options) instead of a fresh container, saving the start-up of one
@@ -156,7 +162,8 @@ class DockerPipe:
             partition, so do not use it for such tools. A container is
             discarded after a failure; all are removed when the worker ends.
         result_cache: a directory (absolute, shared by all executors) or an
-            ``hdfs:///path`` where each container's output is kept, keyed by
+            ``hdfs:///path`` where the output of each container that works on
+            files (every method but :meth:`pipe`) is kept, keyed by
             the image ID, command, options, mounts and the exact input files.
             A rerun of an unchanged partition (after a failure, or after new
             input was appended) restores the output and starts no container.
@@ -172,7 +179,7 @@ class DockerPipe:
         _check_kwargs("DockerPipe", kwargs,
                       {"temporary_directory_parent", "shared_mountpoint", "volumes",
                        "hdfs_url", "hdfs_user", "hdfs_timeout", "timeout", "image_pull",
-                       "reuse_containers", "result_cache"})
+                       "reuse_containers", "result_cache", "ship_image"})
         self.master, self.master_type = _master_type(spark_configuration)
         self._spark_configuration = spark_configuration
         self._hdfs_options = (kwargs.get("hdfs_url"), kwargs.get("hdfs_user"),
@@ -190,6 +197,10 @@ class DockerPipe:
         if self.image_pull not in PULL_POLICIES:
             raise InvalidArgument(f"image_pull {self.image_pull!r} is not one of "
                                   f"{', '.join(map(repr, PULL_POLICIES))}")
+        self.ship_image = bool(kwargs.get("ship_image", False))  # images without a registry
+        if self.ship_image and self.image_pull != "never":
+            raise InvalidArgument(f"ship_image=True runs the driver's image and pulls nothing: "
+                                  f"leave image_pull at 'never', not {self.image_pull!r}")
         self.shared_mountpoint = kwargs.get("shared_mountpoint") or "/shared/"
         if not isinstance(self.shared_mountpoint, str) or not self.shared_mountpoint.startswith("/"):
             raise InvalidArgument(f"shared_mountpoint must be an absolute container path, "
@@ -255,11 +266,15 @@ class DockerPipe:
                 raise InvalidArgument(f"{name} must be a non-empty string, got {value!r}")
         options = _options.parse_docker_options(kwargs.get("docker_options"))
         timeout = _check_timeout(kwargs.get("timeout", self.timeout))
-        self._preflight(image_name)
+        if not self.ship_image:  # with ship_image, ship() below checks the driver's image
+            self._preflight(image_name)
         extra = options.get("volumes", {})
         if extra:
             options["volumes"] = validate_user_input(extra, self.shared_mountpoint,
                                                      check_host_paths=self._driver_is_executor)
+        shipment = (_images.ship(rdd.context, image_name, self.temporary_directory_parent,
+                                 save=not self._driver_is_executor)
+                    if self.ship_image else None)  # images without a registry
         on_hdfs = self.master_type == "yarn"
         return _task.ContainerJob(
             image=image_name, command=command, shared_mountpoint=self.shared_mountpoint,
@@ -269,7 +284,7 @@ class DockerPipe:
             hdfs_volumes=self.user_volume if on_hdfs else None,
             hdfs=self.hdfs if on_hdfs and (self.user_volume or binary) else None,
             timeout=timeout, pull=self.image_pull, reuse=self.reuse_containers,
-            cache=self._cache())
+            cache=self._cache(), shipment=shipment)
 
     def _cache(self) -> _cache.ResultCache | None:
         if self.result_cache is None:
