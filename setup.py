@@ -22,5 +22,9 @@ setup(
     # pyspark is an extra: on a cluster Spark provides it, and a packed
     # environment shipped to YARN executors (scripts/pack_env.sh) stays small.
     install_requires=["docker>=7.0", "hdfs>=2.7"],
-    extras_require={"spark": ["pyspark>=3.5"], "test": ["pytest>=7"], "docs": ["sphinx>=7"]},
+    extras_require={"spark": ["pyspark>=3.5"], "test": ["pytest>=7"], "docs": ["sphinx>=7"],
+                    # lofn.dataframe: mapInArrow needs pyarrow; a Spark Connect client
+                    # also needs pandas, grpcio and protobuf, which this extra pulls in.
+                    "connect": ["pyspark[connect]>=3.5"]},
+    entry_points={"console_scripts": ["lofn = lofn.cli:main"]},
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from lofn.api import DockerPipe
+from lofn.dataframe import map_dataframe, pipe_for
 from lofn.errors import (
     ContainerTimeout,
     DockerFailure,
@@ -30,6 +31,8 @@ from lofn.errors import (
 __version__ = "1.0.0.dev0"
 __all__ = [
     "DockerPipe",
+    "map_dataframe",
+    "pipe_for",
     "LofnError",
     "InvalidArgument",
     "InvalidArgumentType",

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -97,7 +98,7 @@ written. Give flags that take a value starting with '-' in the '=' form:
 """
 
 MAP_DESCRIPTION = """\
-Run COMMAND in a Docker container for each partition of the text file INPUT
+Run CMD in a Docker container for each partition of the text file INPUT
 and write the output lines to OUTPUT, in partition order; with --reduce,
 merge the partitions' outputs with a second command and write the result.
 Spark runs locally (local[*]) unless --master names a cluster.
@@ -358,10 +359,10 @@ def describe_error(exc: BaseException) -> tuple[str, list[str]]:
     if isinstance(exc, DockerFailure):
         hint = None
         if isinstance(exc, ImageUnavailable) and "image_pull is 'never'" in exc.message:
-            exc.message = exc.message.split(":")[0]
+            exc.message = exc.message.split(": build or load")[0]  # its advice is for the API
             hint = "  hint: build or load the image on every host, or pass --image-pull missing"
         elif isinstance(exc, OutOfMemory):
-            exc.message = exc.message.split(";")[0]
+            exc.message = exc.message.split("; raise it with")[0]
             hint = "  hint: raise the limit with --docker-option=--memory=SIZE"
         where = [f"partition {exc.partition}"] if exc.partition is not None else []
         if exc.image:
@@ -374,7 +375,7 @@ def describe_error(exc: BaseException) -> tuple[str, list[str]]:
         if hint:
             details.append(hint)
         return line, details
-    if isinstance(exc, LofnError):
+    if isinstance(exc, (LofnError, UsageError)):
         return str(exc).strip().split("\n")[0], []
     return _spark_message(exc), []
 
@@ -394,10 +395,7 @@ def _spark_message(exc: BaseException) -> str:
             return found[-1].strip()
     if java is not None:
         try:
-            cause = java
-            while cause.getCause() is not None and cause.getCause() != cause:
-                cause = cause.getCause()
-            message = str(cause.toString())
+            message = str(java.toString())
         except Exception:  # noqa: BLE001 - the JVM may be gone
             message = text
         message = message.strip().split("\n")[0]
@@ -415,6 +413,10 @@ def _elapsed(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _write_output(path: str, lines: list[str]) -> None:
@@ -633,7 +635,7 @@ class Progress:
                 f"{numbers['unit']} done, {numbers['running']} running, "
                 f"{numbers['failed']} failed")
         if self.counter is not None:
-            text += f"; {self.counter.count} containers started"
+            text += f"; {_plural(self.counter.count, 'container')} started"
         return text + f"; {_elapsed(now - self.start)}"
 
     def _draw(self, numbers: dict, now: float) -> None:
@@ -646,7 +648,7 @@ class Progress:
         text = (f"{numbers['label']} [{bar}] {numbers['done']}/{numbers['tasks']} done, "
                 f"{numbers['running']} running, {numbers['failed']} failed")
         if self.counter is not None:
-            text += f", {self.counter.count} containers"
+            text += f", {_plural(self.counter.count, 'container')}"
         text += f", {_elapsed(now - self.start)}"
         self._write("\r\x1b[K" + text[:max(width - 1, 10)])
         self._drawn = True
@@ -783,16 +785,17 @@ def _run_job(args, conf, pipe, reduce_image: str, started: float) -> int:
             _error(f"could not start Spark: {_spark_message(exc)}", _log_tail(log))
             return EXIT_FAILED
         spark_ready = time.monotonic()
+        interrupted = _cancel_on_interrupt(sc)
         sc.setJobGroup(JOB_GROUP, f"lofn map of {args.input}")
         counter = ContainerCounter.connect(sc.applicationId)
-        minimum = args.partitions or sc.defaultParallelism
-        rdd = sc.textFile(args.input, minPartitions=minimum)
-        outcome["partitions"] = rdd.getNumPartitions()
         options = {"docker_options": args.docker_option} if args.docker_option else {}
         progress = Progress(sc, sys.stderr, started, counter, enabled=not args.quiet)
         failure = None
         try:
             with progress:
+                minimum = args.partitions or sc.defaultParallelism
+                rdd = sc.textFile(args.input, minPartitions=minimum)
+                outcome["partitions"] = rdd.getNumPartitions()  # lists the input files
                 mapped = pipe.map(rdd, args.image, args.command, **options)
                 if args.reduce is None:
                     outcome["lines"] = mapped.collect()
@@ -811,18 +814,24 @@ def _run_job(args, conf, pipe, reduce_image: str, started: float) -> int:
         except Exception as exc:  # noqa: BLE001 - reported below, in one line
             failure = exc
         if failure is None:
-            _write_output(args.output, outcome["lines"])
-            outcome["ok"] = True
+            try:
+                _write_output(args.output, outcome["lines"])
+                outcome["ok"] = True
+            except OSError as exc:
+                failure = UsageError(f"cannot write {args.output!r}: {exc.strerror or exc}")
         if counter is not None:
             counter.close()
-        _summary(args, outcome, progress, counter, started, spark_ready)
+        _summary(args, outcome, progress, counter, started, spark_ready, interrupted.is_set())
+        if interrupted.is_set():
+            _error("interrupted: the job was cancelled; Spark stops and lofn removes its "
+                   "containers")
+            return EXIT_INTERRUPTED
         if failure is not None:
             _error(*describe_error(failure))
             return EXIT_FAILED
         return EXIT_OK
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; stopping Spark and removing the containers",
-              file=sys.stderr)
+        _error("interrupted")
         return EXIT_INTERRUPTED
     finally:
         if counter is not None:
@@ -833,17 +842,48 @@ def _run_job(args, conf, pipe, reduce_image: str, started: float) -> int:
             log.close()
 
 
+def _cancel_on_interrupt(sc) -> threading.Event:
+    """On Ctrl-C, cancel the job from another thread and let it end as a failure.
+
+    PySpark's own handler calls into the JVM from inside the signal handler,
+    on the connection the main thread is blocked on, which breaks py4j. A
+    second Ctrl-C exits at once: Spark's JVM then stops, and the containers
+    are removed by the workers' watchdog.
+    """
+    interrupted = threading.Event()
+
+    def cancel() -> None:
+        try:
+            sc.cancelJobGroup(JOB_GROUP)
+        except Exception:  # noqa: BLE001 - Spark may be stopping already
+            pass
+
+    def handler(signum, frame) -> None:
+        if interrupted.is_set():
+            os.write(2, f"\n{PROG}: interrupted again: exiting now\n".encode())
+            os._exit(EXIT_INTERRUPTED)
+        interrupted.set()
+        os.write(2, f"\n{PROG}: interrupted: cancelling the job (Ctrl-C again to exit "
+                    "at once)\n".encode())
+        threading.Thread(target=cancel, name="lofn-cli-cancel", daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+    return interrupted
+
+
 def _summary(args, outcome: dict, progress: Progress, counter, started: float,
-             spark_ready: float) -> None:
+             spark_ready: float, interrupted: bool = False) -> None:
     totals = progress.totals()
     now = time.monotonic()
-    head = "done" if outcome["ok"] else "failed"
+    head = "done" if outcome["ok"] else "interrupted" if interrupted else "failed"
     lines = [f"{PROG}: {head} in {_elapsed(now - started)} "
              f"(Spark start-up {_elapsed(spark_ready - started)})"]
-    partitions = f"{outcome['partitions']} (map)"
+    partitions = f"{outcome['partitions']} (map)" if outcome["partitions"] is not None \
+        else "unknown (the input could not be read)"
     if args.reduce is not None:
         rounds = totals["rounds"]
-        partitions += f", then {rounds} reduce round{'s' if rounds != 1 else ''}"
+        partitions += f", then {_plural(rounds, 'reduce round')}"
     lines.append(f"  partitions: {partitions}")
     if counter is None:
         containers = "not counted (no Docker engine answers on this host)"
@@ -854,13 +894,13 @@ def _summary(args, outcome: dict, progress: Progress, counter, started: float,
         if not args.master.startswith("local"):
             containers += " on this host (other hosts' containers are not counted)"
     lines.append(f"  containers: {containers}")
-    lines.append(f"  failures:   {totals['failed']} failed task{'s' if totals['failed'] != 1 else ''}")
+    lines.append(f"  failures:   {_plural(totals['failed'], 'failed task')}")
     if outcome["ok"]:
         where = "stdout" if args.output == "-" else os.path.abspath(args.output)
         count = len(outcome["lines"])
         note = " - the map wrote no lines, so there was nothing to reduce" \
             if outcome["empty"] else ""
-        lines.append(f"  output:     {where} ({count} line{'s' if count != 1 else ''}{note})")
+        lines.append(f"  output:     {where} ({_plural(count, 'line')}{note})")
     else:
         lines.append(f"  output:     {args.output} not written")
     sys.stderr.write("\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ import collections
 import json
 import logging
 import os
+import posixpath
 import shlex
 import threading
 from dataclasses import dataclass, field
@@ -120,7 +121,10 @@ class ContainerSpec:
                 security.insert(0, "no-new-privileges:true")
             kwargs["security_opt"] = security
         volumes = {**self.volumes, **kwargs.pop("volumes", {})}
-        kwargs["volumes"] = {host: dict(bind) for host, bind in volumes.items()}
+        # "/shared/" and "/shared" are one mount point, but Podman refuses a bind
+        # target with a trailing slash ("duplicate mount destination")
+        kwargs["volumes"] = {host: {**bind, "bind": posixpath.normpath(bind["bind"])}
+                             for host, bind in volumes.items()}
         if "environment" in kwargs:
             kwargs["environment"] = _options.resolve_environment(kwargs["environment"])
         kwargs.setdefault("user", f"{os.getuid()}:{os.getgid()}")
@@ -168,7 +172,8 @@ def ensure_image(client, image: str, policy: str = "never", partition: int | Non
     if policy == "never":
         raise ImageUnavailable(
             f"image {image!r} is not present on host {host} and image_pull is 'never': build or "
-            "load it on every executor host, or pass image_pull='missing' to DockerPipe",
+            "load it on every executor host, or pass image_pull='missing' (from a registry) "
+            "or ship_image=True (from the driver, no registry) to DockerPipe",
             image=image, partition=partition)
     try:
         logger.info("pulling image %s on %s (image_pull=%s)", image, host, policy)

@@ -46,6 +46,7 @@ ensure_system_packages() {
     have_package debootstrap || missing+=(debootstrap)  # builds the genomics example image
     # a real registry on 127.0.0.1 for the image pull tests (never started as a service)
     command -v docker-registry >/dev/null || missing+=(docker-registry)
+    have_package podman || missing+=(podman)  # lofn on Podman's Docker API (tests/cluster/test_podman.py)
     [ -x "$BASE_PYTHON" ] || missing+=(python3)
     "$BASE_PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"

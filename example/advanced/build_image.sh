@@ -28,7 +28,7 @@ force=0
 for arg in "$@"; do
     case "$arg" in
         --force) force=1 ;;
-        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$arg' (use --force)" ;;
     esac
 done
@@ -61,7 +61,7 @@ if ! command -v debootstrap >/dev/null; then
 fi
 
 start=$(date +%s.%N)
-work=$(mktemp -d "${TMPDIR:-/tmp}/lofn-aligner-rootfs.XXXXXX")
+work=$(mktemp -d "${TMPDIR:-/tmp}/aligner-rootfs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs
 

@@ -1,0 +1,185 @@
+"""A lofn job against Podman's Docker-compatible API; run by tests/cluster/test_podman.py.
+
+Usage (``DOCKER_HOST`` pointing at ``podman system service``)::
+
+    DOCKER_HOST=unix:///path/podman.sock podman_job.py --image lofn/busybox
+        [--partitions N] [--docker-option=--network=none ...]
+
+On its own ``local[2]`` SparkContext: word count (the commands of
+``example/word_count.py``) with ``DockerPipe.map`` and ``DockerPipe.reduce``;
+a gzip ``map_binary`` / ``binaryFiles`` / ``reduce_binary`` round trip; a
+failing command (``DockerFailure`` with its exit code and stderr); and the
+word count again with ``reuse_containers=True`` (``exec`` in long-lived
+containers), with a failure there too. The last stdout line is a JSON
+object with the results, the values expected (computed in plain Python),
+the engine that answered, and what was left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+from pyspark import SparkConf, SparkContext  # noqa: E402
+
+from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
+from lofn.api import DockerPipe  # noqa: E402
+from lofn.errors import DockerFailure  # noqa: E402
+
+VOCABULARY = ["Podman", "docker", "lofn", "container", "partition", "rootless", "socket",
+              "exec", "reduce", "map", "awk", "busybox", "gzip", "x1"]
+GZIP_COMMAND = "gzip -c /shared/input.txt > /shared/output.bin"
+CAT_COMMAND = "cat /shared/input_1.bin /shared/input_2.bin > /shared/output.bin"
+FAILING_COMMAND = "echo 'lofn-on-podman: to stdout'; echo 'lofn-on-podman: to stderr' >&2; exit 7"
+LEFTOVER_WAIT = 30.0
+
+
+def make_lines(count: int) -> list[str]:
+    """Deterministic lines with mixed case and punctuation."""
+    lines = []
+    for number in range(count):
+        words = [VOCABULARY[(number * 7 + k * k) % len(VOCABULARY)] for k in range(number % 9 + 1)]
+        if number % 5 == 0:
+            words.append(f"line-{number % 13}!")
+        lines.append(", ".join(words) if number % 3 else " ".join(words).upper())
+    return lines
+
+
+def expected_counts(lines: list[str]) -> dict[str, int]:
+    """What the awk map + reduce compute: lower-case, non-alphanumerics split words."""
+    counts: Counter = Counter()
+    for line in lines:
+        counts.update(re.sub(r"[^a-z0-9]+", " ", line.lower()).split())
+    return dict(counts)
+
+
+def to_counts(lines: list[str]) -> dict[str, int]:
+    counts: Counter = Counter()
+    for line in lines:
+        word, count = line.split("\t")
+        counts[word] += int(count)
+    return dict(counts)
+
+
+def failure(pipe: DockerPipe, sc: SparkContext, image: str, options: list[str]) -> dict:
+    """Run a failing command through ``reduce`` (re-raised on the driver as lofn's own error)."""
+    try:
+        pipe.reduce(sc.parallelize(["a", "b"], 2), image, FAILING_COMMAND,
+                    docker_options=options)
+    except DockerFailure as exc:
+        return {"type": type(exc).__name__, "exit_code": exc.exit_code, "stderr": exc.stderr,
+                "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - reported, the test says what was wrong
+        return {"type": type(exc).__name__, "message": str(exc)[-2000:]}
+    return {"type": None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--image", required=True)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--lines", type=int, default=600)
+    parser.add_argument("--docker-option", action="append", default=[], dest="options",
+                        help="a docker run flag for every container (repeat for more), "
+                             "e.g. --docker-option=--network=none")
+    arguments = parser.parse_args()
+
+    client = docker.from_env()
+    version = client.version()
+    engine = {"host": os.environ.get("DOCKER_HOST"),
+              "components": [c.get("Name") for c in version.get("Components", [])],
+              "version": version.get("Version"), "api": version.get("ApiVersion")}
+
+    lines = make_lines(arguments.lines)
+    expected = expected_counts(lines)
+    expected_order = [f"{w}\t{c}" for w, c in sorted(expected.items(),
+                                                     key=lambda item: (-item[1], item[0]))]
+    image, options = arguments.image, arguments.options
+    sc = SparkContext(conf=SparkConf().setMaster("local[2]").setAppName("lofn on podman")
+                      .set("spark.ui.enabled", "false")
+                      .set("spark.ui.showConsoleProgress", "false"))
+    sc.setLogLevel("ERROR")
+    app = sc.applicationId
+    seen, stop = set(), threading.Event()
+
+    def watch():  # the reusable containers, as Podman lists them by label
+        while not stop.is_set():
+            for c in client.api.containers(filters={"label": [f"lofn.app={app}",
+                                                              "lofn.mode=reuse"]}):
+                seen.add(c["Id"])
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    summary: dict = {"engine": engine, "application": app, "options": options,
+                     "lines": len(lines), "expected_counts": expected}
+    try:
+        rdd = sc.parallelize(lines, arguments.partitions)
+        pipe = DockerPipe(SparkConf())
+        started = time.monotonic()
+        mapped = pipe.map(rdd, image, MAP_COMMAND, docker_options=options)
+        result = pipe.reduce(mapped, image, REDUCE_COMMAND, docker_options=options)
+        summary["word_count"] = {"counts": to_counts(result),
+                                 "sorted_as_expected": result == expected_order,
+                                 "seconds": round(time.monotonic() - started, 1)}
+
+        started = time.monotonic()
+        with pipe.map_binary(rdd, image, GZIP_COMMAND, docker_options=options) as directory:
+            files = sorted(os.listdir(directory))
+            merged = pipe.reduce_binary(sc.binaryFiles(directory), image, CAT_COMMAND,
+                                        docker_options=options)
+        binary_lines = gzip.decompress(merged).decode("utf-8").splitlines()
+        summary["binary"] = {"files": files, "directory_removed": not os.path.exists(directory),
+                             "same_lines": Counter(binary_lines) == Counter(lines),
+                             "seconds": round(time.monotonic() - started, 1)}
+
+        summary["failure"] = failure(pipe, sc, image, options)
+
+        # reuse mode: exec in one long-lived container per Python worker
+        watcher.start()
+        warm = DockerPipe(SparkConf(), reuse_containers=True)
+        started = time.monotonic()
+        warm_result = warm.reduce(warm.map(rdd, image, MAP_COMMAND, docker_options=options),
+                                  image, REDUCE_COMMAND, docker_options=options)
+        summary["reuse"] = {"same_result": warm_result == result,
+                            "seconds": round(time.monotonic() - started, 1),
+                            "failure": failure(warm, sc, image, options),
+                            "after_failure": warm.map(sc.parallelize(lines, 2), image,
+                                                      "cat /shared/input.txt > /shared/output.txt",
+                                                      docker_options=options).count()}
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join()
+        sc.stop()
+    summary["reuse"]["warm_containers"] = len(seen)
+
+    # Python workers end with the context; each worker's watchdog then removes its
+    # reusable container and directory, moments later.
+    tmp = os.environ.get("TMPDIR", "/tmp")
+    deadline = time.monotonic() + LEFTOVER_WAIT
+    while True:
+        left = client.containers.list(all=True, filters={"label": f"lofn.app={app}"})
+        entries = sorted(n for n in os.listdir(tmp) if n.startswith("lofn-"))
+        if not (left or entries) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    summary["left_containers"] = [c.name for c in left]
+    summary["left_temp_entries"] = entries
+    print(json.dumps(summary, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
