@@ -20,11 +20,12 @@ from docker.utils.socket import STDERR, STDOUT, frames_iter
 from lofn.docker_handler import (
     STDERR_TAIL_LINES,
     ContainerSpec,
+    _exit_failure,
     _failure,
+    _timeout_failure,
     ensure_image,
     get_client,
 )
-from lofn.errors import ContainerTimeout, OutOfMemory
 
 
 def run_streaming(spec: ContainerSpec, chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -99,17 +100,9 @@ def run_streaming(spec: ContainerSpec, chunks: Iterable[bytes]) -> Iterator[byte
         tail = b"\n".join(stderr).strip(b"\n").decode("utf-8", "replace")
         code = container.wait().get("StatusCode")
         if timed_out.is_set():
-            raise _failure(spec, f"container did not finish within its timeout of "
-                                 f"{spec.timeout:g} s and was killed", cls=ContainerTimeout,
-                           stderr=tail)
+            raise _timeout_failure(spec, tail)
         if code != 0:
-            container.reload()
-            if container.attrs.get("State", {}).get("OOMKilled"):
-                limit = spec.options.get("mem_limit", "the engine's default")
-                raise _failure(spec, f"container was killed for exceeding its memory limit "
-                                     f"({limit})", cls=OutOfMemory, exit_code=code, stderr=tail)
-            raise _failure(spec, f"container exited with code {code}", exit_code=code,
-                           stderr=tail)
+            raise _exit_failure(spec, container, code, tail)
     finally:
         if timer is not None:
             timer.cancel()

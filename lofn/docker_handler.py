@@ -146,6 +146,22 @@ def _failure(spec: ContainerSpec, message: str, cls: type = DockerFailure,
                **fields)
 
 
+def _timeout_failure(spec: ContainerSpec, stderr: str) -> DockerFailure:
+    return _failure(spec, f"container did not finish within its timeout of {spec.timeout:g} s "
+                          "and was killed", cls=ContainerTimeout, stderr=stderr)
+
+
+def _exit_failure(spec: ContainerSpec, container, code: int, stderr: str) -> DockerFailure:
+    """The failure for a non-zero exit: :class:`OutOfMemory` if the engine OOM-killed it."""
+    container.reload()
+    if container.attrs.get("State", {}).get("OOMKilled"):
+        limit = spec.options.get("mem_limit", "the engine's default")
+        return _failure(spec, f"container was killed for exceeding its memory limit ({limit}); "
+                              "raise it with docker_options ['--memory', SIZE]",
+                        cls=OutOfMemory, exit_code=code, stderr=stderr)
+    return _failure(spec, f"container exited with code {code}", exit_code=code, stderr=stderr)
+
+
 def _stderr(container) -> str:
     return container.logs(stdout=False, stderr=True, tail=STDERR_TAIL_LINES).decode(
         "utf-8", "replace")
@@ -214,19 +230,9 @@ def run_container(spec: ContainerSpec) -> None:
             if spec.timeout is None:
                 raise
             container.kill()
-            raise _failure(spec, f"container did not finish within its timeout of "
-                                 f"{spec.timeout:g} s and was killed", cls=ContainerTimeout,
-                           stderr=_stderr(container)) from exc
+            raise _timeout_failure(spec, _stderr(container)) from exc
         if code != 0:
-            container.reload()
-            if container.attrs.get("State", {}).get("OOMKilled"):
-                limit = spec.options.get("mem_limit", "the engine's default")
-                raise _failure(spec, f"container was killed for exceeding its memory limit "
-                                     f"({limit}); raise it with docker_options "
-                                     "['--memory', SIZE]", cls=OutOfMemory, exit_code=code,
-                               stderr=_stderr(container))
-            raise _failure(spec, f"container exited with code {code}", exit_code=code,
-                           stderr=_stderr(container))
+            raise _exit_failure(spec, container, code, _stderr(container))
     except APIError as exc:
         raise _failure(spec, f"the Docker engine failed to run the container: "
                              f"{exc.explanation or exc}") from exc
@@ -330,19 +336,11 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
             timer.cancel()
     if timed_out.is_set():
         _discard(key)
-        raise _failure(spec, f"container did not finish within its timeout of "
-                             f"{spec.timeout:g} s and was killed", cls=ContainerTimeout,
-                       stderr=tail)
+        raise _timeout_failure(spec, tail)
     if code != 0:
-        container.reload()
-        oom = container.attrs.get("State", {}).get("OOMKilled")
+        failure = _exit_failure(spec, container, code, tail)
         _discard(key)
-        if oom:
-            limit = spec.options.get("mem_limit", "the engine's default")
-            raise _failure(spec, f"container was killed for exceeding its memory limit "
-                                 f"({limit}); raise it with docker_options ['--memory', SIZE]",
-                           cls=OutOfMemory, exit_code=code, stderr=tail)
-        raise _failure(spec, f"container exited with code {code}", exit_code=code, stderr=tail)
+        raise failure
 
 
 def validate_user_input(volumes, shared_mountpoint: str | None = None,
