@@ -78,8 +78,8 @@ def main() -> None:
     parents = {line.strip() for line in sys.stdin if line.strip()}  # until the worker is gone
     removed = sweep(pid, parents)
     if removed:
-        print(f"lofn reaper: worker {pid} ended with work in progress; removed "
-              + ", ".join(removed), file=sys.stderr)
+        print(f"lofn reaper: worker {pid} has ended; removed its " + ", ".join(removed),
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
