@@ -128,8 +128,11 @@ def bare_run_sdk(text: str, command: str = TRIVIAL) -> str:
 
 
 def bare_partition(iterator):
-    """``mapPartitions`` body: a partition through :func:`bare_run_sdk`, as lofn's map does."""
-    return bare_run_sdk("".join(f"{element}\n" for element in iterator)).splitlines()
+    """``mapPartitions`` body: a partition through :func:`bare_run_sdk`, as lofn's map does.
+
+    A generator, like lofn's: the container runs when the first line is pulled.
+    """
+    yield from bare_run_sdk("".join(f"{element}\n" for element in iterator)).splitlines()
 
 
 def bare_run_cli(text: str, command: str = TRIVIAL) -> str:
@@ -207,6 +210,17 @@ def lines_counter(lines):
 def merge_counters(left, right):
     left.update(right)
     return left
+
+
+def timed_partition(iterator):
+    """``mapPartitions`` body: (elements, seconds spent pulling them) of this partition.
+
+    Chained after a variant in the same stage, so the pull runs the variant's
+    work for the partition (lofn's container) inside this task.
+    """
+    start = time.perf_counter()
+    count = sum(1 for _ in iterator)
+    return [(count, time.perf_counter() - start)]
 
 
 def identity(iterator):

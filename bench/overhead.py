@@ -13,8 +13,12 @@ which go one after the other). Each repetition times, in a rotating order:
 - ``spark_sdk`` (diagnostic): a Spark job whose tasks each do one ``bare_sdk`` run,
   i.e. lofn's fresh mode minus lofn
 
-Per-partition overhead: (job time - ``spark_python`` time) / N for the
-Spark variants, wall time / N for the bare ones.
+Each Spark job ends in ``.mapPartitions(timed_partition)``: the time each
+task spends pulling its partition through the variant (for lofn: writing the
+input, running the container, reading the output back), summed over the
+tasks. Per-partition overhead: that in-task time / N for the Spark variants,
+wall time / N for the bare ones; and, as a cross-check, (job time -
+``spark_python`` job time) / N.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import argparse
 import sys
 
 from common import (IMAGE, LOFN_OPTIONS, NETWORK, TRIVIAL, bare_partition, bare_run_cli,
-                    bare_run_sdk, identity, log, now, pipe_command, spark_context, write_json)
+                    bare_run_sdk, identity, log, now, pipe_command, spark_context,
+                    timed_partition, write_json)
 
 PIPE_COMMAND = pipe_command("cat")
 
@@ -42,16 +47,20 @@ def main() -> None:
     n = args.partitions
     sc = spark_context("local[1]", "lofn-bench-overhead")
     app = sc.applicationId
-    samples: dict[str, list[float]] = {}
+    samples: dict[str, list[float]] = {}  # wall time of each job or bare loop
+    in_task: dict[str, list[float]] = {}  # Spark jobs: seconds inside their tasks, summed
     try:
         rdd = sc.parallelize(range(n), n)
         fresh = DockerPipe(SparkConf())
         warm = DockerPipe(SparkConf(), reuse_containers=True)
 
         def spark_job(make, data):
-            got = make(data).count()
+            """Run the job; return the seconds its tasks spent pulling their partitions."""
+            timings = make(data).mapPartitions(timed_partition).collect()
+            got = sum(count for count, _ in timings)
             if got != data.getNumPartitions():
                 raise RuntimeError(f"expected {data.getNumPartitions()} lines, got {got}")
+            return sum(seconds for _, seconds in timings)
 
         def bare(runner, count):
             for number in range(count):
@@ -80,15 +89,19 @@ def main() -> None:
             order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
                 start = now()
-                variants[name]()
+                in_tasks = variants[name]()
                 samples.setdefault(name, []).append(now() - start)
+                if in_tasks is not None:
+                    in_task.setdefault(name, []).append(in_tasks)
             log(f"overhead rep {rep + 1}/{args.reps}: " + ", ".join(
-                f"{name} {samples[name][-1]:.1f}s" for name in names))
+                f"{name} {samples[name][-1]:.1f}s" + (f" ({in_task[name][-1]:.1f}s in tasks)"
+                                                      if name in in_task else "")
+                for name in names))
     finally:
         sc.stop()
     write_json(args.out, {"partitions": n, "master": "local[1]", "apps": [app],
                           "network": NETWORK, "pipe_command": PIPE_COMMAND,
-                          "samples": samples})
+                          "samples": samples, "in_task": in_task})
 
 
 if __name__ == "__main__":
