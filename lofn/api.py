@@ -54,14 +54,17 @@ MAX_FAN_IN = 32
 def plan_fan_ins(count: int, parallelism: int, max_fan_in: int) -> list[int]:
     """Blocks merged per container in each round, until one block is left.
 
-    Each round uses about as many containers as there are cores
-    (``ceil(count / parallelism)`` blocks each), never fewer than 2 blocks
-    nor more than ``max_fan_in``; ``max_fan_in=2`` gives the pairwise tree.
-    A lone block still makes one round.
+    The first round uses about as many containers as there are cores
+    (``ceil(count / parallelism)`` blocks each); later rounds, which have
+    about one block per core left, merge as many blocks as allowed at once,
+    since a round costs a Spark stage and a container start. A merge takes
+    never fewer than 2 blocks nor more than ``max_fan_in``; ``max_fan_in=2``
+    gives the pairwise tree. A lone block still makes one round.
     """
     fan_ins: list[int] = []
     while count > 1 or not fan_ins:
-        fan_in = max(PAIRWISE, min(max_fan_in, -(-count // max(parallelism, 1))))
+        wanted = -(-count // max(parallelism, 1)) if not fan_ins else count
+        fan_in = max(PAIRWISE, min(max_fan_in, wanted))
         fan_ins.append(fan_in)
         count = -(-count // fan_in)
     return fan_ins
@@ -461,9 +464,10 @@ class DockerPipe:
 
         Each non-empty partition is one block. Each merge appends its blocks
         (in partition order) into ``container_input_name`` and runs
-        ``command``; its output is the merged block. In each round about as
-        many containers run as Spark has cores, each merging up to
-        ``max_fan_in`` blocks, until one block is left: with ``max_fan_in=2``
+        ``command``; its output is the merged block. The first round runs
+        about as many containers as Spark has cores, later ones merge what
+        is left at once, each container merging up to ``max_fan_in`` blocks,
+        until one block is left: with ``max_fan_in=2``
         this is a pairwise tree of about log2(P) rounds. If the command is
         associative and commutative, the result is what one container over
         all the data gives. A single non-empty partition still goes through

@@ -167,8 +167,10 @@ def _rebuild(cls, message, image, command, exit_code, partition, stderr):
                partition=partition, stderr=stderr)
 
 
+# The task's exception ends where Spark's own text starts: its Java stack
+# ("\tat ..."), a blank line, or (Spark 4.2) " SQLSTATE: 38000".
 _TASK_ERROR = re.compile(
-    r"^lofn\.errors\.(\w+): (.*?)(?=\n\tat |\n\n|\Z)", re.MULTILINE | re.DOTALL)
+    r"^lofn\.errors\.(\w+): (.*?)(?=\n\tat |\n\n|\n SQLSTATE: |\Z)", re.MULTILINE | re.DOTALL)
 
 
 def from_spark_error(exc: BaseException) -> LofnError | None:

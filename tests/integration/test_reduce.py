@@ -55,7 +55,7 @@ def test_blocks_merge_in_log2_rounds_of_pairs(sc, pipe, busybox, partitions):
 
 @pytest.mark.parametrize("partitions, max_fan_in, containers", [
     (16, 32, 3),   # 2 cores: 2 containers of 8 blocks, then 1 of 2
-    (16, 4, 7),    # 4 containers of 4 blocks, then 2 of 2 (one per core), then 1
+    (16, 4, 5),    # 4 containers of 4 blocks, then 1 of the 4 left
     (5, 32, 3),    # 2 containers (3 + 2 blocks), then 1 of 2
 ])
 def test_default_reduce_merges_many_blocks_per_container(sc, pipe, busybox, partitions,

@@ -5,7 +5,7 @@ import os
 import pytest
 from pyspark import SparkConf
 
-from lofn.api import DockerPipe, _master_type
+from lofn.api import DockerPipe, _master_type, plan_fan_ins
 from lofn.docker_handler import ContainerSpec, _split_run_arguments, execute
 
 
@@ -69,3 +69,20 @@ def test_docker_run_lines_split_into_flags_and_image():
 def test_execute_rejects_what_is_not_docker_run():
     with pytest.raises(ValueError, match="docker run"):
         execute("rm -rf /tmp/x")
+
+
+@pytest.mark.parametrize("blocks, cores, max_fan_in, plan", [
+    (128, 2, 32, [32, 4]),        # one merge per core, then one merge of what is left
+    (1000, 2, 32, [32, 32]),      # max_fan_in bounds every merge
+    (128, 2, 2, [2] * 7),         # the pairwise tree: log2(P) rounds
+    (16, 4, 4, [4, 4]),
+    (5, 2, 32, [3, 2]),
+    (3, 8, 32, [2, 2]),           # more cores than blocks: pairs, in parallel
+    (1, 2, 32, [2]),              # a lone block still goes through the command
+])
+def test_reduce_rounds_follow_the_cores_then_finish_at_once(blocks, cores, max_fan_in, plan):
+    assert plan_fan_ins(blocks, cores, max_fan_in) == plan
+    left = blocks
+    for fan_in in plan:
+        left = -(-left // fan_in)
+    assert left == 1

@@ -49,19 +49,24 @@ def test_seed_style_single_message_still_works():
     assert str(DockerFailure("The docker container failed")) == "The docker container failed"
 
 
-def spark_text(exc):
-    """What Spark's error looks like around a Python task's traceback."""
+def spark_text(exc, sqlstate: bool = False):
+    """What Spark's error looks like around a Python task's traceback.
+
+    Spark 4.2 ends the Python part with `` SQLSTATE: 38000``.
+    """
     return ("An error occurred while calling o42.collect.\n"
             ": org.apache.spark.SparkException: Job aborted due to stage failure: "
             "Task 0 in stage 1.0 failed 1 times\n"
             "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
             '  File "/x/lofn/_task.py", line 10, in run\n'
             f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}\n"
-            "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n")
+            + (" SQLSTATE: 38000\n" if sqlstate else "")
+            + "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException\n")
 
 
-def test_from_spark_error_recovers_a_docker_failure():
-    recovered = from_spark_error(RuntimeError(spark_text(failure())))
+@pytest.mark.parametrize("sqlstate", [False, True], ids=["spark-4.0", "spark-4.2"])
+def test_from_spark_error_recovers_a_docker_failure(sqlstate):
+    recovered = from_spark_error(RuntimeError(spark_text(failure(), sqlstate)))
     assert type(recovered) is DockerFailure
     assert recovered.exit_code == 3 and recovered.partition == 5
     assert recovered.image == "lofn/busybox" and recovered.command == "echo $HOME: 'x'"
