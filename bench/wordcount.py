@@ -6,21 +6,22 @@ One SparkContext on ``local[2]``. The text (230,000 lines, about 20.7 MB,
 Zipf-distributed words) is made once, deterministically, and read with
 ``sc.textFile`` into exactly P partitions. The commands are
 ``example/word_count.py``'s ``MAP_COMMAND`` and ``REDUCE_COMMAND`` (busybox
-awk and sort). For each repetition and P, in a rotating order:
+awk and sort). Each variant is one whole job, as a user writes it (nothing
+cached between map and reduce), timed from the call to the counts on the
+driver. For each repetition and P, in a rotating order:
 
-- ``fresh``: ``DockerPipe.map`` (cached and counted: the "map" phase), then
-  on that same cached map output both
-
-  - ``DockerPipe.reduce`` (the tree, default ``max_fan_in``), and
-  - the older design: ``map_output.mapPartitions(lambda p: [list(p)])
-    .reduce(f)``, ``f`` running ``REDUCE_COMMAND`` over left + right in a
-    fresh container through the Docker SDK; P-1 containers in sequence on
-    the driver;
-
-- ``reuse``: the same map and tree reduce with ``reuse_containers=True``;
-- ``pipe``: ``rdd.pipe("docker run -i --rm IMAGE sh -c '<map as a filter>'")``
-  (cached and counted), then a Python reduce: one ``collections.Counter``
-  per partition, merged with ``rdd.reduce``.
+- ``fresh_total``: ``DockerPipe.reduce(DockerPipe.map(rdd, MAP), REDUCE)``;
+- ``reuse_total``: the same with ``reuse_containers=True``;
+- ``old_total``, the older design: ``DockerPipe.map(rdd, MAP)
+  .mapPartitions(lambda p: [list(p)]).reduce(f)``, ``f`` running ``REDUCE``
+  over left + right in a fresh container through the Docker SDK: P-1
+  containers one after the other on the driver;
+- ``pipe_total``: ``rdd.pipe("docker run -i --rm IMAGE sh -c '<map as a
+  filter>'")``, then one ``collections.Counter`` per partition, merged with
+  ``rdd.reduce``;
+- ``fresh_map`` (diagnostic): ``DockerPipe.map(rdd, MAP).count()``, the map
+  phase both lofn fresh and the older design run; a total less it is that
+  design's reduce phase.
 
 Every result is checked against a pure-Python count of the text.
 """
@@ -103,9 +104,7 @@ def main() -> None:
                 raise RuntimeError(f"wanted {partitions} partitions, got {rdd.getNumPartitions()}")
             return rdd
 
-        def check(name: str, counts: dict, reference: dict | None) -> None:
-            if reference is None:  # warm-up
-                return
+        def check(name: str, counts: dict, reference: dict) -> None:
             if counts != reference:
                 wrong = sorted(w for w in set(counts) | set(reference)
                                if counts.get(w) != reference.get(w))[:5]
@@ -113,55 +112,47 @@ def main() -> None:
                                    + ", ".join(f"{w}: {counts.get(w)} != {reference.get(w)}"
                                                for w in wrong))
 
-        def timed(record: dict, name: str, action):
-            start = now()
-            result = action()
-            record.setdefault(name, []).append(now() - start)
-            return result
+        def lofn_job(pipe, rdd):
+            counts = pipe.map(rdd, IMAGE, MAP_COMMAND, docker_options=LOFN_OPTIONS)
+            return counts_of_lines(pipe.reduce(counts, IMAGE, REDUCE_COMMAND,
+                                               docker_options=LOFN_OPTIONS))
 
-        def run_fresh(rdd, record, rep, reference):
-            counts = fresh.map(rdd, IMAGE, MAP_COMMAND, docker_options=LOFN_OPTIONS).cache()
-            timed(record, "fresh_map", counts.count)
-            reducers = [
-                ("fresh_tree_reduce", lambda: counts_of_lines(
-                    fresh.reduce(counts, IMAGE, REDUCE_COMMAND, docker_options=LOFN_OPTIONS))),
-                ("old_driver_reduce", lambda: counts_of_lines(
-                    counts.mapPartitions(nest).reduce(old_pairwise_merge))),
-            ]
-            for name, action in reducers[rep % 2:] + reducers[:rep % 2]:
-                check(name, timed(record, name, action), reference)
-            counts.unpersist()
+        def old_job(rdd):
+            counts = fresh.map(rdd, IMAGE, MAP_COMMAND, docker_options=LOFN_OPTIONS)
+            return counts_of_lines(counts.mapPartitions(nest).reduce(old_pairwise_merge))
 
-        def run_reuse(rdd, record, rep, reference):
-            counts = warm.map(rdd, IMAGE, MAP_COMMAND, docker_options=LOFN_OPTIONS).cache()
-            timed(record, "reuse_map", counts.count)
-            check("reuse_tree_reduce", timed(record, "reuse_tree_reduce", lambda: counts_of_lines(
-                warm.reduce(counts, IMAGE, REDUCE_COMMAND, docker_options=LOFN_OPTIONS))),
-                reference)
-            counts.unpersist()
+        def pipe_job(rdd):
+            piped = rdd.pipe(PIPE_COMMAND, checkCode=True)
+            return dict(piped.mapPartitions(lines_counter).reduce(merge_counters))
 
-        def run_pipe(rdd, record, rep, reference):
-            piped = rdd.pipe(PIPE_COMMAND, checkCode=True).cache()
-            timed(record, "pipe_map", piped.count)
-            check("pipe_python_reduce", dict(timed(
-                record, "pipe_python_reduce",
-                lambda: piped.mapPartitions(lines_counter).reduce(merge_counters))), reference)
-            piped.unpersist()
+        def map_only(rdd):
+            fresh.map(rdd, IMAGE, MAP_COMMAND, docker_options=LOFN_OPTIONS).count()
 
-        groups = [run_fresh, run_reuse, run_pipe]
+        variants = {
+            "fresh_total": lambda rdd: lofn_job(fresh, rdd),
+            "reuse_total": lambda rdd: lofn_job(warm, rdd),
+            "old_total": old_job,
+            "pipe_total": pipe_job,
+            "fresh_map": map_only,
+        }
         # warm-up, untimed, on 4 small partitions: Python workers, Docker connections, the
         # warm containers, lofn's watchdogs
         with open(path, encoding="utf-8") as handle:
             sample = [next(handle).rstrip("\n") for _ in range(400)]
-        for group in groups:
-            group(sc.parallelize(sample, 4), {}, 0, None)
+        for job in variants.values():
+            job(sc.parallelize(sample, 4))
+        names = list(variants)
         for rep in range(args.reps):
             for partitions in partition_counts:
                 rdd = text_rdd(partitions)
                 record = samples[str(partitions)]
-                shift = rep % len(groups)
-                for group in groups[shift:] + groups[:shift]:
-                    group(rdd, record, rep, expected)
+                shift = rep % len(names)
+                for name in names[shift:] + names[:shift]:
+                    start = now()
+                    counts = variants[name](rdd)
+                    record.setdefault(name, []).append(now() - start)
+                    if counts is not None:
+                        check(name, counts, expected)
                 log(f"word count rep {rep + 1}/{args.reps}, P={partitions}: " + ", ".join(
                     f"{name} {values[-1]:.1f}s" for name, values in record.items()))
     finally:
