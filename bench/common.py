@@ -40,9 +40,10 @@ MAP_FILTER = MAP_COMMAND.replace(" /shared/input.txt > /shared/output.txt", "")
 assert MAP_FILTER != MAP_COMMAND, "example/word_count.py MAP_COMMAND changed shape"
 
 __all__ = ["IMAGE", "NETWORK", "LOFN_OPTIONS", "TRIVIAL", "MAP_COMMAND", "REDUCE_COMMAND",
-           "MAP_FILTER", "pipe_command", "spark_context",
-           "now", "write_json", "bare_run_sdk", "bare_run_cli", "old_pairwise_merge",
-           "counts_of_lines", "lines_counter", "merge_counters", "identity", "big_lines"]
+           "MAP_FILTER", "LINE_BYTES", "pipe_command", "spark_context", "bench_root", "log",
+           "now", "write_json", "bare_run_sdk", "bare_run_cli", "bare_partition",
+           "old_pairwise_merge", "counts_of_lines", "lines_counter", "merge_counters",
+           "timed_partition", "identity", "nest", "big_lines"]
 
 now = time.perf_counter
 
@@ -91,8 +92,8 @@ def docker_client():
     return _client[1]
 
 
-def _scratch(text: str) -> str:
-    directory = tempfile.mkdtemp(prefix="lofnbench-bare-", dir=bench_root())
+def _scratch(text: str, prefix: str = "lofnbench-bare-") -> str:
+    directory = tempfile.mkdtemp(prefix=prefix, dir=bench_root())
     with open(os.path.join(directory, "input.txt"), "w", encoding="utf-8") as handle:
         handle.write(text)
     return directory
@@ -101,6 +102,22 @@ def _scratch(text: str) -> str:
 def _read_output(directory: str) -> str:
     with open(os.path.join(directory, "output.txt"), encoding="utf-8") as handle:
         return handle.read()
+
+
+def _run_in(directory: str, command: str, label: str, **create) -> str:
+    """Create, start, wait for and remove a container over ``directory`` at ``/shared``;
+    return its ``output.txt``."""
+    container = docker_client().containers.create(
+        IMAGE, entrypoint=["sh", "-c"], command=[command], labels={BENCH_LABEL: label},
+        network_mode=NETWORK, volumes={directory: {"bind": "/shared", "mode": "rw"}}, **create)
+    try:
+        container.start()
+        code = container.wait()["StatusCode"]
+    finally:
+        container.remove(force=True)
+    if code != 0:
+        raise RuntimeError(f"{label} container exited {code}")
+    return _read_output(directory)
 
 
 def bare_run_sdk(text: str, command: str = TRIVIAL) -> str:
@@ -112,17 +129,7 @@ def bare_run_sdk(text: str, command: str = TRIVIAL) -> str:
     """
     directory = _scratch(text)
     try:
-        container = docker_client().containers.create(
-            IMAGE, entrypoint=["sh", "-c"], command=[command], labels={BENCH_LABEL: "bare"},
-            network_mode=NETWORK, volumes={directory: {"bind": "/shared", "mode": "rw"}})
-        try:
-            container.start()
-            code = container.wait()["StatusCode"]
-        finally:
-            container.remove(force=True)
-        if code != 0:
-            raise RuntimeError(f"bare container exited {code}")
-        return _read_output(directory)
+        return _run_in(directory, command, "bare")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -164,25 +171,10 @@ def old_pairwise_merge(left: list, right: list) -> list:
     executors (never here: each partition holds one block) and then
     sequentially on the driver, P-1 containers one after the other.
     """
-    directory = tempfile.mkdtemp(prefix="lofnbench-old-", dir=bench_root())
+    directory = _scratch("".join(line + "\n" for line in left + right), "lofnbench-old-")
     try:
-        with open(os.path.join(directory, "input.txt"), "w", encoding="utf-8") as handle:
-            handle.writelines(line + "\n" for line in left)
-            handle.writelines(line + "\n" for line in right)
-        container = docker_client().containers.create(
-            IMAGE, entrypoint=["sh", "-c"], command=[REDUCE_COMMAND],
-            labels={BENCH_LABEL: "old-reduce"}, user=f"{os.getuid()}:{os.getgid()}",
-            network_mode=NETWORK,
-            volumes={directory: {"bind": "/shared", "mode": "rw"}})
-        try:
-            container.start()
-            code = container.wait()["StatusCode"]
-        finally:
-            container.remove(force=True)
-        if code != 0:
-            raise RuntimeError(f"old-design reduce container exited {code}")
-        with open(os.path.join(directory, "output.txt"), encoding="utf-8") as handle:
-            return handle.read().splitlines()
+        return _run_in(directory, REDUCE_COMMAND, "old-reduce",
+                       user=f"{os.getuid()}:{os.getgid()}").splitlines()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

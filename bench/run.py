@@ -114,11 +114,7 @@ class Table:
         return "\n".join(lines).strip()
 
 
-def overhead_rows(table: Table, data: dict | None) -> None:
-    if data is None:
-        table.section("1. per-partition overhead: FAILED (see its log)")
-        table.failures += 1
-        return
+def overhead_rows(table: Table, data: dict) -> None:
     n, s, inside = data["partitions"], data["samples"], data["in_task"]
     reps = len(s["spark_python"])
     table.section(f"1. per-partition overhead of `cat input > output`: {data['master']}, "
@@ -168,11 +164,7 @@ def overhead_rows(table: Table, data: dict | None) -> None:
               f"{ratio('reuse_job', 'sdk'):.2f}x SDK")
 
 
-def wordcount_rows(table: Table, data: dict | None) -> None:
-    if data is None:
-        table.section("2. word count: FAILED (see its log)")
-        table.failures += 1
-        return
+def wordcount_rows(table: Table, data: dict) -> None:
     samples = data["samples"]
     reps = len(next(iter(samples.values()))["fresh_total"])
     table.section(f"2. word count of a {data['text_bytes'] / MB:.1f} MB text "
@@ -183,8 +175,8 @@ def wordcount_rows(table: Table, data: dict | None) -> None:
     for partitions, s in sorted(samples.items(), key=lambda item: int(item[0])):
         p = int(partitions)
 
-        def speedup(key, over="old_total"):
-            return median([o / t for o, t in zip(s[over], s[key])])
+        def speedup(key):
+            return median([o / t for o, t in zip(s["old_total"], s[key])])
 
         def sec(key):
             return f"{median(s[key]):.1f} s"
@@ -208,11 +200,7 @@ def wordcount_rows(table: Table, data: dict | None) -> None:
                   f"{median(old_reduce):.1f} s vs {median(tree_reduce):.1f} s")
 
 
-def memory_rows(table: Table, data: dict | None) -> None:
-    if data is None:
-        table.section("3. memory: FAILED (see its log)")
-        table.failures += 1
-        return
+def memory_rows(table: Table, data: dict) -> None:
     s = data["samples"]
     table.section(f"3. memory: one {data['bytes'] / 2**30:.2f} GiB partition "
                   f"({data['lines']} lines) mapped with `cat`, {data['master']}, "
@@ -322,9 +310,16 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
 
     table = Table()
-    builders = {"overhead": overhead_rows, "wordcount": wordcount_rows, "memory": memory_rows}
+    builders = {"overhead": ("1. per-partition overhead", overhead_rows),
+                "wordcount": ("2. word count", wordcount_rows),
+                "memory": ("3. memory", memory_rows)}
     for step in steps:
-        builders[step](table, results[step])
+        title, rows = builders[step]
+        if results[step] is None:
+            table.section(f"{title}: FAILED (see its log)")
+            table.failures += 1
+        else:
+            rows(table, results[step])
     elapsed = time.monotonic() - started
     load_after = os.getloadavg()
     everyone = subprocess.run(["docker", "ps", "-a", "--filter", "label=lofn"],

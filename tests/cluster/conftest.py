@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,10 +40,15 @@ STOP_TIMEOUT = 30.0
 LOG_TAIL = 40
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def tail(text: str | None, lines: int = 60) -> str:
+    """The last ``lines`` lines of ``text`` (``None`` counts as empty)."""
+    return "\n".join((text or "").splitlines()[-lines:])
 
 
 def _tail(path: Path, lines: int = LOG_TAIL) -> str:
@@ -50,7 +56,37 @@ def _tail(path: Path, lines: int = LOG_TAIL) -> str:
         text = path.read_text(errors="replace")
     except OSError as exc:
         return f"<cannot read {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
+    return tail(text, lines)
+
+
+def run_json_job(command: list[str], *, what: str, timeout: float, logs: Callable[[], str],
+                 stdout_lines: int = 10, **popen) -> tuple[dict, str, float]:
+    """Run a job that prints a JSON summary as its last stdout line; fail the test otherwise.
+
+    Returns the summary, a description of the run for assertion messages
+    (exit code, the tails of stdout and stderr, then ``logs()``: the
+    cluster's or server's own log) and the seconds the job took. A job that
+    outlives ``timeout``, exits non-zero or prints no JSON fails the test
+    with that description.
+    """
+    started = time.monotonic()
+    try:
+        job = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL, **popen)
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) \
+            else exc.stderr
+        pytest.fail(f"{what} did not finish in {timeout} s\n--- stderr tail:\n{tail(stderr)}"
+                    f"\n{logs()}", pytrace=False)
+    elapsed = time.monotonic() - started
+    where = (f"{what} exited {job.returncode}\n--- stdout tail:\n"
+             f"{tail(job.stdout, stdout_lines)}\n--- stderr tail:\n{tail(job.stderr)}\n{logs()}")
+    assert job.returncode == 0, where
+    try:
+        summary = json.loads(job.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        pytest.fail(f"the last stdout line is not JSON\n{where}", pytrace=False)
+    return summary, where, elapsed
 
 
 @dataclass
@@ -108,6 +144,29 @@ class StandaloneCluster:
 
     def logs(self) -> str:
         return "\n".join(daemon.describe() for daemon in self.daemons)
+
+    def submit_command(self, job: Path, *arguments: str, conf: dict | None = None) -> list[str]:
+        """``spark-submit`` of ``job`` to this cluster, Spark's scratch space in ``base``.
+
+        Starts only once both executors are registered, so that both run tasks.
+        """
+        conf = {"spark.log.level": "ERROR", "spark.ui.enabled": "false",
+                "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+                "spark.executor.memory": "512m",
+                "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+                "spark.scheduler.maxRegisteredResourcesWaitingTime": "60s",
+                "spark.local.dir": str(self.base),
+                "spark.executor.extraJavaOptions": f"-Djava.io.tmpdir={self.base}",
+                **(conf or {})}
+        return [str(self.spark_submit), "--master", self.master_url,
+                *(item for key, value in conf.items() for item in ("--conf", f"{key}={value}")),
+                "--driver-java-options", f"-Djava.io.tmpdir={self.base}",
+                str(job), *arguments]
+
+    def submit_env(self, session_tmp: str) -> dict:
+        """``spark-submit``'s environment: this cluster's Spark and Python, the session's TMPDIR."""
+        return {**os.environ, "SPARK_HOME": str(self.spark_home), "TMPDIR": session_tmp,
+                "PYSPARK_PYTHON": self.python, "PYSPARK_DRIVER_PYTHON": self.python}
 
 
 def _spark_home() -> Path:
@@ -173,7 +232,7 @@ def standalone_master(docker_client, busybox, session_tmp):
            # Keep the JVMs' own temp files out of /tmp, in the directory removed at the end.
            "SPARK_DAEMON_JAVA_OPTS": " ".join(filter(None, [
                os.environ.get("SPARK_DAEMON_JAVA_OPTS"), f"-Djava.io.tmpdir={base}"]))}
-    port, web_port = _free_port(), _free_port()
+    port, web_port = free_port(), free_port()
     cluster = StandaloneCluster(spark_home=spark_home, master_url=f"spark://127.0.0.1:{port}",
                                 web_url=f"http://127.0.0.1:{web_port}", base=base, python=python)
     started = time.monotonic()
@@ -189,7 +248,7 @@ def standalone_master(docker_client, busybox, session_tmp):
             _start(cluster, f"worker-{number}",
                    ["org.apache.spark.deploy.worker.Worker", cluster.master_url,
                     "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
-                    "--work-dir", str(work), "--webui-port", str(_free_port())],
+                    "--work-dir", str(work), "--webui-port", str(free_port())],
                    {**env, "SPARK_LOCAL_DIRS": str(local)})
         _wait_alive(cluster, WORKERS, START_TIMEOUT)
         cluster.startup_seconds = time.monotonic() - started

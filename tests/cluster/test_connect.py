@@ -14,7 +14,6 @@ prints a JSON summary on its last stdout line.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import free_port, run_json_job, tail
 from tests.conftest import lofn_containers, lofn_temp_entries, require, wait_until_clean
 
 pytestmark = pytest.mark.cluster
@@ -40,16 +40,6 @@ STOP_TIMEOUT = 30.0
 TAIL = 40
 CLIENT_MODULES = ("pyarrow", "pandas", "grpc", "grpc_status", "google.protobuf",
                   "google.rpc")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _tail(text: str, lines: int = TAIL) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclass
@@ -65,7 +55,7 @@ class ConnectServer:
 
     def log_tail(self) -> str:
         try:
-            return _tail(self.log.read_text(errors="replace"))
+            return tail(self.log.read_text(errors="replace"), TAIL)
         except OSError as exc:
             return f"<cannot read {self.log}: {exc}>"
 
@@ -119,7 +109,7 @@ def connect_server(docker_client, busybox, session_tmp):
     # Outside the session TMPDIR on purpose: the JVM's files are not lofn's to check.
     base = Path(tempfile.mkdtemp(prefix="spark-connect-", dir=os.path.dirname(session_tmp)))
     python = os.environ.get("PYSPARK_PYTHON") or sys.executable
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SPARK_HOME": str(spark_home), "TMPDIR": session_tmp,
            "PYSPARK_PYTHON": python, "SPARK_LOCAL_IP": "127.0.0.1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
@@ -170,27 +160,11 @@ def test_dataframe_word_count_through_spark_connect(connect_server, busybox, doc
     env = {**os.environ, "TMPDIR": session_tmp,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                        os.environ.get("PYTHONPATH")]))}
-    started = time.monotonic()
-    try:
-        job = subprocess.run(
-            [server.python, str(JOB), "--remote", server.url, "--image", busybox,
-             "--log-dir", str(log_dir)],
-            capture_output=True, text=True, env=env, cwd=ROOT, timeout=JOB_TIMEOUT,
-            stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) \
-            else exc.stderr
-        pytest.fail(f"the Connect client job did not finish in {JOB_TIMEOUT} s\n--- stderr "
-                    f"tail:\n{_tail(stderr or '')}\n--- server log:\n{server.log_tail()}",
-                    pytrace=False)
-    elapsed = time.monotonic() - started
-    where = (f"client job exited {job.returncode}\n--- stdout tail:\n{_tail(job.stdout, 5)}"
-             f"\n--- stderr tail:\n{_tail(job.stderr)}\n--- server log:\n{server.log_tail()}")
-    assert job.returncode == 0, where
-    try:
-        summary = json.loads(job.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        pytest.fail(f"the last stdout line is not JSON\n{where}", pytrace=False)
+    summary, where, elapsed = run_json_job(
+        [server.python, str(JOB), "--remote", server.url, "--image", busybox,
+         "--log-dir", str(log_dir)],
+        what="the Connect client job", timeout=JOB_TIMEOUT, stdout_lines=5,
+        logs=lambda: f"--- server log:\n{server.log_tail()}", env=env, cwd=ROOT)
     print(f"client job took {elapsed:.1f} s (server startup {server.startup_seconds:.1f} s); "
           f"steps: { {k: round(v, 1) for k, v in summary['seconds'].items()} }")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import run_json_job, tail
 from tests.conftest import BUSYBOX, lofn_temp_entries, require
 
 pytestmark = pytest.mark.cluster
@@ -38,7 +39,6 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 JOB_TIMEOUT = 300
 PARTITIONS = 2  # one per local[2] core; the tree reduce itself is tested elsewhere
-TAIL = 60
 CAP_SYS_RESOURCE = 24
 # The job's containers get no network: the default bridge would make netavark add
 # iptables chains to the host that outlive the service.
@@ -47,10 +47,6 @@ JOB_OPTIONS = ["--network=none"]
 # configuration: an empty /run/containers/networks, and Buildah's blob-info cache
 # in /var/lib/containers/cache. Removed afterwards unless they were there before.
 GLOBAL_TRACES = (Path("/run/containers"), Path("/var/lib/containers"))
-
-
-def _tail(text: str, lines: int = TAIL) -> str:
-    return "\n".join((text or "").splitlines()[-lines:])
 
 
 def _may_raise_rlimits() -> bool:
@@ -137,7 +133,7 @@ class PodmanService:
 
     def log_tail(self) -> str:
         try:
-            return _tail(self.log.read_text(errors="replace"), 30)
+            return tail(self.log.read_text(errors="replace"), 30)
         except OSError as exc:
             return f"<cannot read {self.log}: {exc}>"
 
@@ -269,24 +265,9 @@ def test_word_count_binary_failure_and_reuse_on_podman(podman_service, session_t
                                                        os.environ.get("PYTHONPATH")]))}
     command = [python, str(JOB), "--image", BUSYBOX, "--partitions", str(PARTITIONS),
                *(f"--docker-option={option}" for option in JOB_OPTIONS)]
-    started = time.monotonic()
-    try:
-        job = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT,
-                             timeout=JOB_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
-        pytest.fail(f"the job did not finish in {JOB_TIMEOUT} s\n--- stderr tail:\n"
-                    f"{_tail(stderr)}\n--- podman service log:\n{service.log_tail()}",
-                    pytrace=False)
-    elapsed = time.monotonic() - started
-    where = (f"job exited {job.returncode}\n--- stdout tail:\n{_tail(job.stdout, 10)}"
-             f"\n--- stderr tail:\n{_tail(job.stderr)}\n--- podman service log:\n"
-             f"{service.log_tail()}")
-    assert job.returncode == 0, where
-    try:
-        summary = json.loads(job.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        pytest.fail(f"last stdout line is not JSON\n{where}", pytrace=False)
+    summary, where, elapsed = run_json_job(
+        command, what="the job", timeout=JOB_TIMEOUT, env=env, cwd=ROOT,
+        logs=lambda: f"--- podman service log:\n{service.log_tail()}")
     print(f"\njob on Podman took {elapsed:.1f} s (word count "
           f"{summary['word_count']['seconds']} s, binary {summary['binary']['seconds']} s, "
           f"reuse {summary['reuse']['seconds']} s)")

@@ -14,7 +14,6 @@ directories and its mounts are removed afterwards.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import run_json_job, tail
 from tests.conftest import lofn_temp_entries, require
 
 pytestmark = pytest.mark.cluster
@@ -36,13 +36,6 @@ JOB = Path(__file__).resolve().parent / "jobs" / "ship_image_job.py"
 PARTITIONS = 4
 SUBMIT_TIMEOUT = 240
 ENGINE_TIMEOUT = 60
-TAIL = 60
-
-
-def _tail(text: str, lines: int = TAIL) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def _mounts_under(path: Path) -> list[str]:
     with open("/proc/self/mounts") as mounts:
         points = [line.split()[1].replace("\\040", " ") for line in mounts]
@@ -69,7 +62,7 @@ class Engine:
         return docker.DockerClient(base_url=self.host, timeout=120)
 
     def log_tail(self) -> str:
-        return _tail(self.log.read_text(errors="replace"), 30)
+        return tail(self.log.read_text(errors="replace"), 30)
 
 
 def _stop_engine(engine: Engine) -> None:
@@ -272,44 +265,19 @@ def test_ship_image_to_executors_without_it(standalone_master, bare_engine, busy
     expected_id = docker_client.images.get(busybox).id
     assert bare.images.list(all=True) == [], "the executors' engine must start without images"
 
-    command = [
-        str(cluster.spark_submit), "--master", cluster.master_url,
-        "--conf", "spark.log.level=ERROR",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.driver.host=127.0.0.1",
-        "--conf", "spark.driver.bindAddress=127.0.0.1",
-        "--conf", "spark.executor.memory=512m",
-        # Start only once both executors are registered, so that both need the image at once.
-        "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0",
-        "--conf", "spark.scheduler.maxRegisteredResourcesWaitingTime=60s",
-        "--conf", f"spark.local.dir={cluster.base}",
-        # The run without ship_image fails for sure: no retries (a failed Python task
-        # costs a fresh worker, several seconds on a loaded machine).
-        "--conf", "spark.task.maxFailures=1",
-        # The executors (not the driver) use the second engine.
-        "--conf", f"spark.executorEnv.DOCKER_HOST={bare_engine.host}",
-        "--driver-java-options", f"-Djava.io.tmpdir={cluster.base}",
-        "--conf", f"spark.executor.extraJavaOptions=-Djava.io.tmpdir={cluster.base}",
-        str(JOB), "--image", busybox, "--partitions", str(PARTITIONS),
-    ]
-    # The driver keeps the main engine.
-    env = {**os.environ, "SPARK_HOME": str(cluster.spark_home), "TMPDIR": session_tmp,
-           "PYSPARK_PYTHON": cluster.python, "PYSPARK_DRIVER_PYTHON": cluster.python}
+    command = cluster.submit_command(
+        JOB, "--image", busybox, "--partitions", str(PARTITIONS), conf={
+            # The run without ship_image fails for sure: no retries (a failed Python task
+            # costs a fresh worker, several seconds on a loaded machine).
+            "spark.task.maxFailures": "1",
+            # The executors (not the driver) use the second engine.
+            "spark.executorEnv.DOCKER_HOST": bare_engine.host})
     started_at = time.time()
-    started = time.monotonic()
-    try:
-        job = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT,
-                             timeout=SUBMIT_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
-        pytest.fail(f"spark-submit did not finish in {SUBMIT_TIMEOUT} s\n--- stderr tail:\n"
-                    f"{_tail(stderr or '')}\n{cluster.logs()}", pytrace=False)
-    elapsed = time.monotonic() - started
+    # The driver keeps the main engine.
+    summary, where, elapsed = run_json_job(command, what="spark-submit", timeout=SUBMIT_TIMEOUT,
+                                           logs=cluster.logs, env=cluster.submit_env(session_tmp),
+                                           cwd=ROOT)
     ended_at = time.time()
-    where = (f"spark-submit exited {job.returncode}\n--- stdout tail:\n{_tail(job.stdout, 10)}"
-             f"\n--- stderr tail:\n{_tail(job.stderr)}")
-    assert job.returncode == 0, f"{where}\n{cluster.logs()}"
-    summary = json.loads(job.stdout.strip().splitlines()[-1])
     app = summary["application"]
 
     # Without ship_image the executors fail, naming the image.

@@ -7,14 +7,11 @@ and reports a JSON summary on its last stdout line.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.cluster.conftest import run_json_job
 from tests.conftest import lofn_temp_entries
 
 pytestmark = pytest.mark.cluster
@@ -23,53 +20,16 @@ JOB = Path(__file__).resolve().parent / "jobs" / "standalone_job.py"
 ROOT = Path(__file__).resolve().parents[2]
 SUBMIT_TIMEOUT = 300
 PARTITIONS = 8
-TAIL = 60
-
-
-def _tail(text: str, lines: int = TAIL) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def test_word_count_and_binary_round_trip_on_two_workers(standalone_master, busybox,
                                                          docker_client, session_tmp):
     cluster = standalone_master
-    command = [
-        str(cluster.spark_submit), "--master", cluster.master_url,
-        "--conf", "spark.log.level=ERROR",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.driver.host=127.0.0.1",
-        "--conf", "spark.driver.bindAddress=127.0.0.1",
-        "--conf", "spark.executor.memory=512m",
-        # Start only once both executors are registered, so that both run map tasks.
-        "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0",
-        "--conf", "spark.scheduler.maxRegisteredResourcesWaitingTime=60s",
-        "--conf", f"spark.local.dir={cluster.base}",
-        "--driver-java-options", f"-Djava.io.tmpdir={cluster.base}",
-        "--conf", f"spark.executor.extraJavaOptions=-Djava.io.tmpdir={cluster.base}",
-        str(JOB), "--image", busybox, "--partitions", str(PARTITIONS),
-    ]
-    env = {**os.environ, "SPARK_HOME": str(cluster.spark_home), "TMPDIR": session_tmp,
-           "PYSPARK_PYTHON": cluster.python, "PYSPARK_DRIVER_PYTHON": cluster.python}
-    started = time.monotonic()
-    try:
-        job = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT,
-                             timeout=SUBMIT_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
-        pytest.fail(f"spark-submit did not finish in {SUBMIT_TIMEOUT} s\n--- stderr tail:\n"
-                    f"{_tail(stderr or '')}\n{cluster.logs()}", pytrace=False)
-    elapsed = time.monotonic() - started
+    summary, where, elapsed = run_json_job(
+        cluster.submit_command(JOB, "--image", busybox, "--partitions", str(PARTITIONS)),
+        what="spark-submit", timeout=SUBMIT_TIMEOUT, logs=cluster.logs,
+        env=cluster.submit_env(session_tmp), cwd=ROOT)
     print(f"\nspark-submit took {elapsed:.1f} s (cluster startup {cluster.startup_seconds:.1f} s)")
-
-    where = (f"spark-submit exited {job.returncode}\n--- stdout tail:\n{_tail(job.stdout, 10)}"
-             f"\n--- stderr tail:\n{_tail(job.stderr)}")
-    assert job.returncode == 0, f"{where}\n{cluster.logs()}"
-    lines = job.stdout.strip().splitlines()
-    assert lines, where
-    try:
-        summary = json.loads(lines[-1])
-    except ValueError:
-        pytest.fail(f"last stdout line is not JSON\n{where}", pytrace=False)
 
     assert summary["master"] == cluster.master_url
     assert summary["counts"] == summary["expected_counts"], where

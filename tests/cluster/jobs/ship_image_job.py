@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pyspark import SparkConf, SparkContext  # noqa: E402
-from standalone_job import expected_counts, make_lines  # noqa: E402
+from standalone_job import expected_counts, make_lines, word_counts  # noqa: E402
 
 from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
 from lofn.api import DockerPipe  # noqa: E402
@@ -58,14 +58,6 @@ def where_am_i(index, iterator):
     parent = os.path.basename(os.path.dirname(cwd))
     executor = os.path.basename(cwd) if parent.startswith("app-") else None
     yield index, executor, os.environ.get("DOCKER_HOST"), list(iterator)
-
-
-def word_counts(lines) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for line in lines:
-        word, count = line.split("\t")
-        counts[word] = counts.get(word, 0) + int(count)
-    return counts
 
 
 def main() -> None:

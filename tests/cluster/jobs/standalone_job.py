@@ -70,6 +70,15 @@ def where_am_i(index, iterator):
     yield index, executor, cwd, tempfile.gettempdir(), sys.executable, lines
 
 
+def word_counts(lines) -> dict[str, int]:
+    """``word<TAB>count`` lines -> {word: total count}."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        word, count = line.split("\t")
+        counts[word] = counts.get(word, 0) + int(count)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--image", required=True)
@@ -93,10 +102,7 @@ def main() -> None:
         result = pipe.reduce(mapped, arguments.image, REDUCE_COMMAND)
         tagged.unpersist()
 
-        counts = {}
-        for line in result:
-            word, count = line.split("\t")
-            counts[word] = counts.get(word, 0) + int(count)
+        counts = word_counts(result)
         expected = expected_counts(lines)
         expected_order = [f"{w}\t{c}" for w, c in sorted(expected.items(),
                                                          key=lambda item: (-item[1], item[0]))]
