@@ -21,7 +21,6 @@ import argparse
 import gzip
 import json
 import os
-import re
 import sys
 import threading
 import time
@@ -31,9 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import docker  # noqa: E402
 from pyspark import SparkConf, SparkContext  # noqa: E402
+from standalone_job import expected_counts, make_lines, word_counts  # noqa: E402
 
 from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
 from lofn.api import DockerPipe  # noqa: E402
@@ -45,33 +46,6 @@ GZIP_COMMAND = "gzip -c /shared/input.txt > /shared/output.bin"
 CAT_COMMAND = "cat /shared/input_1.bin /shared/input_2.bin > /shared/output.bin"
 FAILING_COMMAND = "echo 'lofn-on-podman: to stdout'; echo 'lofn-on-podman: to stderr' >&2; exit 7"
 LEFTOVER_WAIT = 30.0
-
-
-def make_lines(count: int) -> list[str]:
-    """Deterministic lines with mixed case and punctuation."""
-    lines = []
-    for number in range(count):
-        words = [VOCABULARY[(number * 7 + k * k) % len(VOCABULARY)] for k in range(number % 9 + 1)]
-        if number % 5 == 0:
-            words.append(f"line-{number % 13}!")
-        lines.append(", ".join(words) if number % 3 else " ".join(words).upper())
-    return lines
-
-
-def expected_counts(lines: list[str]) -> dict[str, int]:
-    """What the awk map + reduce compute: lower-case, non-alphanumerics split words."""
-    counts: Counter = Counter()
-    for line in lines:
-        counts.update(re.sub(r"[^a-z0-9]+", " ", line.lower()).split())
-    return dict(counts)
-
-
-def to_counts(lines: list[str]) -> dict[str, int]:
-    counts: Counter = Counter()
-    for line in lines:
-        word, count = line.split("\t")
-        counts[word] += int(count)
-    return dict(counts)
 
 
 def failure(pipe: DockerPipe, sc: SparkContext, image: str, options: list[str]) -> dict:
@@ -103,7 +77,7 @@ def main() -> None:
               "components": [c.get("Name") for c in version.get("Components", [])],
               "version": version.get("Version"), "api": version.get("ApiVersion")}
 
-    lines = make_lines(arguments.lines)
+    lines = make_lines(arguments.lines, VOCABULARY)
     expected = expected_counts(lines)
     expected_order = [f"{w}\t{c}" for w, c in sorted(expected.items(),
                                                      key=lambda item: (-item[1], item[0]))]
@@ -131,7 +105,7 @@ def main() -> None:
         started = time.monotonic()
         mapped = pipe.map(rdd, image, MAP_COMMAND, docker_options=options)
         result = pipe.reduce(mapped, image, REDUCE_COMMAND, docker_options=options)
-        summary["word_count"] = {"counts": to_counts(result),
+        summary["word_count"] = {"counts": word_counts(result),
                                  "sorted_as_expected": result == expected_order,
                                  "seconds": round(time.monotonic() - started, 1)}
 

@@ -38,11 +38,11 @@ GZIP_COMMAND = "gzip -c /shared/input.txt > /shared/output.bin"
 CAT_COMMAND = "cat /shared/input_1.bin /shared/input_2.bin > /shared/output.bin"
 
 
-def make_lines(count: int) -> list[str]:
-    """Deterministic lines with mixed case and punctuation."""
+def make_lines(count: int, vocabulary: list[str] = VOCABULARY) -> list[str]:
+    """Deterministic lines of ``vocabulary``'s words, with mixed case and punctuation."""
     lines = []
     for number in range(count):
-        words = [VOCABULARY[(number * 7 + k * k) % len(VOCABULARY)] for k in range(number % 9 + 1)]
+        words = [vocabulary[(number * 7 + k * k) % len(vocabulary)] for k in range(number % 9 + 1)]
         if number % 5 == 0:
             words.append(f"line-{number % 13}!")
         lines.append(", ".join(words) if number % 3 else " ".join(words).upper())
