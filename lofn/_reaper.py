@@ -10,6 +10,11 @@ containers (label ``lofn.pid=<pid>``) and its temp directories
 (``lofn-<pid>-*`` in every parent the worker registered). When the worker
 ends normally there is nothing left to remove and the watchdog just exits.
 
+A worker and its watchdog killed at once (the OOM killer, ``kill -9`` of a
+process group) leave their containers behind; so every new watchdog, that
+is the first lofn task of every worker, first removes this host's lofn
+containers whose worker is no longer running (:func:`sweep_strays`).
+
 Started by :func:`watch`, never by hand; it reads the parents to sweep,
 one per line, on stdin.
 """
@@ -46,20 +51,80 @@ def watch(parent: str) -> None:
         parents.add(parent)
 
 
-def sweep(pid: int, parents: set[str]) -> list[str]:
-    """Remove worker ``pid``'s containers on this host and its temp directories."""
-    import docker
-    from docker.errors import NotFound
+def pid_namespace() -> str:
+    """This process's pid namespace (``pid:[4026531836]``), or ``""`` if unknown.
 
+    Containers carry it (label ``lofn.pidns``), so that a worker pid is only
+    ever looked up in the namespace it belongs to.
+    """
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_strays() -> list[str]:
+    """Remove this host's lofn containers whose worker is no longer running.
+
+    Only containers labelled with this host and this pid namespace are
+    looked at; a reused pid keeps its container (never removed by mistake).
+    The ``lofn-<pid>-*`` directories such a container had mounted go with it.
+    """
+    namespace = pid_namespace()
+    if not namespace:
+        return []
     removed = []
+    for container in _remove_containers(
+            [f"lofn.host={os.uname().nodename}", f"lofn.pidns={namespace}"],
+            lambda labels: labels.get("lofn.pid", "").isdigit()
+            and not _running(int(labels["lofn.pid"]))):
+        removed.append(container["Id"][:12])
+        prefix = temp_prefix(int(container["Labels"]["lofn.pid"]))
+        for mount in container.get("Mounts") or []:
+            source = mount.get("Source", "")
+            for path in (source, os.path.dirname(source)):  # the shared dir, or its task dir
+                if os.path.basename(path).startswith(prefix) and os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+                    break
+    return removed
+
+
+def _remove_containers(labels: list[str], which=lambda labels: True) -> list[dict]:
+    """Remove the containers with all ``labels`` for which ``which(their labels)``.
+
+    Returns the removed containers as the engine lists them (``Id``,
+    ``Labels``, ``Mounts``...).
+    """
+    import docker
+    from docker.errors import APIError
+
     client = docker.from_env()
-    filters = {"label": [f"lofn.pid={pid}", f"lofn.host={os.uname().nodename}"]}
-    for container in client.api.containers(all=True, filters=filters):
-        try:
-            client.api.remove_container(container["Id"], force=True)
-            removed.append(container["Id"][:12])
-        except NotFound:
-            pass
+    removed = []
+    for container in client.api.containers(all=True, filters={"label": labels}):
+        if which(container["Labels"]):
+            try:
+                client.api.remove_container(container["Id"], force=True)
+                removed.append(container)
+            except APIError as exc:
+                if exc.status_code not in (404, 409):  # gone, or another watchdog removes it
+                    raise
+    return removed
+
+
+def remove_temp_directories(pid: int, parents: set[str]) -> list[str]:
+    """Remove worker ``pid``'s temp directories (``lofn-<pid>-*``) in ``parents``."""
+    removed = []
     prefix = temp_prefix(pid)
     for parent in parents:
         try:
@@ -73,13 +138,33 @@ def sweep(pid: int, parents: set[str]) -> list[str]:
     return removed
 
 
+def _attempt(what: str, action) -> None:
+    """Run one cleanup ``action``; report what it removed, or why it failed, on stderr.
+
+    Neither a failure nor a closed stderr (the worker's, which may be gone by
+    now) stops the watchdog's other cleanups.
+    """
+    try:
+        removed = action()
+        message = f"{what}: {', '.join(removed)}" if removed else ""
+    except Exception as exc:  # noqa: BLE001 - the next cleanup must still run
+        message = f"could not finish ({what}): {exc}"
+    if message:
+        try:
+            print(f"lofn reaper: {message}", file=sys.stderr, flush=True)
+        except OSError:
+            pass
+
+
 def main() -> None:
     pid = int(sys.argv[1])
+    _attempt("removed stray containers of workers no longer running", sweep_strays)
     parents = {line.strip() for line in sys.stdin if line.strip()}  # until the worker is gone
-    removed = sweep(pid, parents)
-    if removed:
-        print(f"lofn reaper: worker {pid} has ended; removed its " + ", ".join(removed),
-              file=sys.stderr)
+    labels = [f"lofn.pid={pid}", f"lofn.pidns={pid_namespace()}", f"lofn.host={os.uname().nodename}"]
+    _attempt(f"worker {pid} has ended; removed its containers",
+             lambda: [container["Id"][:12] for container in _remove_containers(labels)])
+    _attempt(f"worker {pid} has ended; removed its temp directories",
+             lambda: remove_temp_directories(pid, parents))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from lofn import _options
+from lofn._reaper import pid_namespace
 from lofn.errors import (
     ContainerTimeout,
     DockerFailure,
@@ -134,6 +135,7 @@ class ContainerSpec:
             kwargs["entrypoint"] = ["sh", "-c"]
             kwargs["command"] = [self.command]
         kwargs["labels"] = {LABEL: "1", f"{LABEL}.pid": str(os.getpid()),
+                            f"{LABEL}.pidns": pid_namespace(),
                             f"{LABEL}.host": os.uname().nodename, **self.labels}
         if self.name:
             kwargs["name"] = self.name

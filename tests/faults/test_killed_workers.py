@@ -19,8 +19,10 @@ HOLDER = textwrap.dedent("""
     from lofn.docker_handler import ContainerSpec, run_container
     parent, image = sys.argv[1], sys.argv[2]
     watch(parent)
-    os.mkdir(os.path.join(parent, temp_prefix() + "work"))
-    run_container(ContainerSpec(image, "sleep 600"))
+    shared = os.path.join(parent, temp_prefix() + "work", "shared")
+    os.makedirs(shared)
+    run_container(ContainerSpec(image, "sleep 600",
+                                volumes={shared: {"bind": "/shared", "mode": "rw"}}))
 """)
 
 
@@ -50,3 +52,46 @@ def test_aborted_job_kills_the_other_task_and_its_container_goes(sc, pipe, busyb
         pipe.map(sc.parallelize(["fail", "slow"], 2), busybox, command).collect()
     containers, entries = wait_until_clean(docker_client, seconds=30)
     assert containers == [] and entries == []
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        return [int(child) for child in handle.read().split()]
+
+
+def test_worker_killed_with_its_watchdog_is_swept_by_the_next_watchdog(busybox, docker_client,
+                                                                       session_tmp):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, session_tmp, busybox])
+    try:
+        deadline = time.monotonic() + 60
+        while not [c for c in lofn_containers(docker_client)
+                   if c["Labels"].get("lofn.pid") == str(holder.pid) and c["State"] == "running"]:
+            assert time.monotonic() < deadline, "the container never started"
+            assert holder.poll() is None, "the holder process died early"
+            time.sleep(0.1)
+        watchdogs = [child for child in _children(holder.pid)
+                     if b"lofn._reaper" in open(f"/proc/{child}/cmdline", "rb").read()]
+        assert len(watchdogs) == 1, watchdogs
+        os.kill(watchdogs[0], signal.SIGKILL)  # both at once, as the OOM killer might
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+    def left():  # the holder is gone, so lofn_containers no longer counts its container as ours
+        return docker_client.api.containers(all=True, filters={"label": f"lofn.pid={holder.pid}"})
+
+    def left_dirs():
+        return [name for name in os.listdir(session_tmp) if name.startswith(f"lofn-{holder.pid}-")]
+
+    time.sleep(2)
+    assert len(left()) == 1 and len(left_dirs()) == 1, \
+        "with its watchdog gone, nothing should have removed the container or its directory yet"
+
+    # the next lofn task on this host starts a watchdog, which removes the stray container
+    # and the temp directory it had mounted
+    subprocess.run([sys.executable, "-c", "import sys; from lofn._reaper import watch; "
+                    "watch(sys.argv[1])", session_tmp], check=True, timeout=60)
+    deadline = time.monotonic() + 30
+    while left() or left_dirs():
+        assert time.monotonic() < deadline, f"not removed: {left()} {left_dirs()}"
+        time.sleep(0.2)

@@ -16,6 +16,7 @@ def test_defaults_run_sh_c_as_the_callers_user_with_labels():
     assert kwargs["user"] == f"{os.getuid()}:{os.getgid()}"
     assert kwargs["labels"]["lofn"] == "1" and kwargs["labels"]["lofn.app"] == "a"
     assert kwargs["labels"]["lofn.pid"] == str(os.getpid())
+    assert kwargs["labels"]["lofn.pidns"] == os.readlink("/proc/self/ns/pid")
 
 
 def test_user_entrypoint_and_user_override_the_defaults():

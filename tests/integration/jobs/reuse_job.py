@@ -54,9 +54,16 @@ after_failure = warm.map(rdd, image, "cat /shared/input.txt > /shared/output.txt
 stop.set()
 watcher.join()
 sc.stop()
+
+
+def left_dirs():
+    return [n for n in os.listdir(os.environ.get("TMPDIR", "/tmp")) if n.startswith("lofn-")]
+
+
+# the workers' watchdogs remove their containers, then their directories
 deadline = time.monotonic() + 30
-while client.api.containers(all=True, filters={"label": f"lofn.app={app}"}) and \
-        time.monotonic() < deadline:
+while (client.api.containers(all=True, filters={"label": f"lofn.app={app}"}) or left_dirs()) \
+        and time.monotonic() < deadline:
     time.sleep(0.2)
 print(json.dumps({
     "same_results": results["fresh"] == results["reuse"],
@@ -65,5 +72,5 @@ print(json.dumps({
     "warm_containers": len(seen),
     "failed": failed, "after_failure": after_failure,
     "left_after_stop": len(client.api.containers(all=True, filters={"label": f"lofn.app={app}"})),
-    "left_dirs": [n for n in os.listdir(os.environ.get("TMPDIR", "/tmp")) if n.startswith("lofn-")],
+    "left_dirs": left_dirs(),
 }))
