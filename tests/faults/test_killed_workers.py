@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,8 +27,10 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_sigkilled_process_leaves_no_container_or_temp_dir(busybox, docker_client, session_tmp):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, session_tmp, busybox])
+@contextlib.contextmanager
+def container_holder(image: str, docker_client, parent: str):
+    """A process running a lofn container, with its watchdog; SIGKILLed on exit."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, parent, image])
     try:
         deadline = time.monotonic() + 60
         while not [c for c in lofn_containers(docker_client)
@@ -35,10 +38,15 @@ def test_sigkilled_process_leaves_no_container_or_temp_dir(busybox, docker_clien
             assert time.monotonic() < deadline, "the container never started"
             assert holder.poll() is None, "the holder process died early"
             time.sleep(0.1)
-        assert any(name.startswith(f"lofn-{holder.pid}-") for name in os.listdir(session_tmp))
+        yield holder
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+
+
+def test_sigkilled_process_leaves_no_container_or_temp_dir(busybox, docker_client, session_tmp):
+    with container_holder(busybox, docker_client, session_tmp) as holder:
+        assert any(name.startswith(f"lofn-{holder.pid}-") for name in os.listdir(session_tmp))
     containers, entries = wait_until_clean(docker_client, seconds=30)
     assert containers == [] and entries == []
 
@@ -61,21 +69,11 @@ def _children(pid: int) -> list[int]:
 
 def test_worker_killed_with_its_watchdog_is_swept_by_the_next_watchdog(busybox, docker_client,
                                                                        session_tmp):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, session_tmp, busybox])
-    try:
-        deadline = time.monotonic() + 60
-        while not [c for c in lofn_containers(docker_client)
-                   if c["Labels"].get("lofn.pid") == str(holder.pid) and c["State"] == "running"]:
-            assert time.monotonic() < deadline, "the container never started"
-            assert holder.poll() is None, "the holder process died early"
-            time.sleep(0.1)
+    with container_holder(busybox, docker_client, session_tmp) as holder:
         watchdogs = [child for child in _children(holder.pid)
                      if b"lofn._reaper" in open(f"/proc/{child}/cmdline", "rb").read()]
         assert len(watchdogs) == 1, watchdogs
         os.kill(watchdogs[0], signal.SIGKILL)  # both at once, as the OOM killer might
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
 
     def left():  # the holder is gone, so lofn_containers no longer counts its container as ours
         return docker_client.api.containers(all=True, filters={"label": f"lofn.pid={holder.pid}"})
