@@ -52,15 +52,22 @@ def watch(parent: str) -> None:
 
 
 def pid_namespace() -> str:
-    """This process's pid namespace (``pid:[4026531836]``), or ``""`` if unknown.
-
-    Containers carry it (label ``lofn.pidns``), so that a worker pid is only
-    ever looked up in the namespace it belongs to.
-    """
+    """This process's pid namespace (``pid:[4026531836]``), or ``""`` if unknown."""
     try:
         return os.readlink("/proc/self/ns/pid")
     except OSError:
         return ""
+
+
+def owner_labels(pid: int | None = None) -> dict[str, str]:
+    """The labels tying a container to worker ``pid`` (default: this process) on this host.
+
+    Every lofn container carries them, and the watchdogs find containers by
+    them; the pid namespace is there so that a worker pid is only ever
+    looked up in the namespace it belongs to.
+    """
+    return {"lofn.pid": str(os.getpid() if pid is None else pid),
+            "lofn.pidns": pid_namespace(), "lofn.host": os.uname().nodename}
 
 
 def _running(pid: int) -> bool:
@@ -68,8 +75,8 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process
-        return True
+    except PermissionError:  # someone else's process: running
+        pass
     return True
 
 
@@ -80,13 +87,13 @@ def sweep_strays() -> list[str]:
     looked at; a reused pid keeps its container (never removed by mistake).
     The ``lofn-<pid>-*`` directories such a container had mounted go with it.
     """
-    namespace = pid_namespace()
-    if not namespace:
+    here = owner_labels()
+    del here["lofn.pid"]  # any worker's
+    if not here["lofn.pidns"]:
         return []
     removed = []
     for container in _remove_containers(
-            [f"lofn.host={os.uname().nodename}", f"lofn.pidns={namespace}"],
-            lambda labels: labels.get("lofn.pid", "").isdigit()
+            here, lambda labels: labels.get("lofn.pid", "").isdigit()
             and not _running(int(labels["lofn.pid"]))):
         removed.append(container["Id"][:12])
         prefix = temp_prefix(int(container["Labels"]["lofn.pid"]))
@@ -100,8 +107,8 @@ def sweep_strays() -> list[str]:
     return removed
 
 
-def _remove_containers(labels: list[str], which=lambda labels: True) -> list[dict]:
-    """Remove the containers with all ``labels`` for which ``which(their labels)``.
+def _remove_containers(labels: dict[str, str], which=lambda labels: True) -> list[dict]:
+    """Remove the containers with all of ``labels`` for which ``which(their labels)``.
 
     Returns the removed containers as the engine lists them (``Id``,
     ``Labels``, ``Mounts``...).
@@ -111,7 +118,8 @@ def _remove_containers(labels: list[str], which=lambda labels: True) -> list[dic
 
     client = docker.from_env()
     removed = []
-    for container in client.api.containers(all=True, filters={"label": labels}):
+    filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+    for container in client.api.containers(all=True, filters=filters):
         if which(container["Labels"]):
             try:
                 client.api.remove_container(container["Id"], force=True)
@@ -160,9 +168,8 @@ def main() -> None:
     pid = int(sys.argv[1])
     _attempt("removed stray containers of workers no longer running", sweep_strays)
     parents = {line.strip() for line in sys.stdin if line.strip()}  # until the worker is gone
-    labels = [f"lofn.pid={pid}", f"lofn.pidns={pid_namespace()}", f"lofn.host={os.uname().nodename}"]
-    _attempt(f"worker {pid} has ended; removed its containers",
-             lambda: [container["Id"][:12] for container in _remove_containers(labels)])
+    _attempt(f"worker {pid} has ended; removed its containers", lambda: [
+        container["Id"][:12] for container in _remove_containers(owner_labels(pid))])
     _attempt(f"worker {pid} has ended; removed its temp directories",
              lambda: remove_temp_directories(pid, parents))
 

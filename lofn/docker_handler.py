@@ -21,7 +21,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from lofn import _options
-from lofn._reaper import pid_namespace
+from lofn._reaper import owner_labels
 from lofn.errors import (
     ContainerTimeout,
     DockerFailure,
@@ -134,9 +134,7 @@ class ContainerSpec:
         else:
             kwargs["entrypoint"] = ["sh", "-c"]
             kwargs["command"] = [self.command]
-        kwargs["labels"] = {LABEL: "1", f"{LABEL}.pid": str(os.getpid()),
-                            f"{LABEL}.pidns": pid_namespace(),
-                            f"{LABEL}.host": os.uname().nodename, **self.labels}
+        kwargs["labels"] = {LABEL: "1", **owner_labels(), **self.labels}
         if self.name:
             kwargs["name"] = self.name
         return kwargs

@@ -36,6 +36,8 @@ JOB = Path(__file__).resolve().parent / "jobs" / "ship_image_job.py"
 PARTITIONS = 4
 SUBMIT_TIMEOUT = 240
 ENGINE_TIMEOUT = 60
+
+
 def _mounts_under(path: Path) -> list[str]:
     with open("/proc/self/mounts") as mounts:
         points = [line.split()[1].replace("\\040", " ") for line in mounts]
