@@ -78,13 +78,36 @@ ensure_docker() {
     pgrep -x dockerd >/dev/null || rm -f /var/run/docker.pid
     log "starting dockerd (log: $DOCKERD_LOG)"
     mkdir -p "$(dirname "$DOCKERD_LOG")"
-    setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
+    # LOFN_DOCKERD_ARGS: extra flags, e.g. --iptables=false on a kernel without iptables
+    # shellcheck disable=SC2086
+    setsid nohup dockerd ${LOFN_DOCKERD_ARGS:-} >"$DOCKERD_LOG" 2>&1 < /dev/null &
+    local pid=$!
     for _ in $(seq 1 60); do
         engine_answers && return
+        kill -0 "$pid" 2>/dev/null || break
         sleep 1
     done
     tail -n 20 "$DOCKERD_LOG" >&2 || true
+    dockerd_cause
     die "dockerd did not answer within 60 s (log above: $DOCKERD_LOG)"
+}
+
+# Name the host condition behind a dockerd that would not start, when its log shows one.
+dockerd_cause() {
+    if grep -qiE 'iptables|nf_tables|NAT chain' "$DOCKERD_LOG"; then
+        die "dockerd could not set up iptables: this kernel lacks the iptables or nf_tables" \
+            "modules it needs for bridge networking; load them (modprobe ip_tables" \
+            "iptable_nat) or start it without: LOFN_DOCKERD_ARGS=--iptables=false" \
+            "(containers then get no outbound NAT)"
+    fi
+    if grep -qiE 'cgroup' "$DOCKERD_LOG"; then
+        die "dockerd could not use this host's cgroups (see the log above: $DOCKERD_LOG);" \
+            "grep cgroup /proc/self/mountinfo shows the layout"
+    fi
+    if grep -qiE 'overlay' "$DOCKERD_LOG"; then
+        die "dockerd could not use the overlay filesystem (see the log above);" \
+            "start it with LOFN_DOCKERD_ARGS=--storage-driver=vfs (slow, but works anywhere)"
+    fi
 }
 
 setup() {

@@ -78,6 +78,47 @@ def _default_ulimits() -> list[str]:
     return [f"nofile={nofile}:{nofile}", f"nproc={nproc}:{nproc}"]
 
 
+def hybrid_cgroup2_controllers(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """The controllers of the cgroup2 hierarchy on a hybrid host; ``[]`` on pure v1 or v2.
+
+    A hybrid host mounts cgroup v1 controllers under ``/sys/fs/cgroup/*`` and a
+    cgroup2 hierarchy beside them (``/sys/fs/cgroup/unified``). When that cgroup2
+    hierarchy holds a controller (``hugetlb``, say), crun 1.8 (Debian 12's, the
+    default runtime of its Podman 4.3) refuses every container: "cgroups in
+    hybrid mode not supported, drop all controllers from cgroupv2".
+    """
+    v1, v2 = False, []
+    with open(mountinfo, encoding="utf-8") as handle:
+        for line in handle:
+            fields = line.split()
+            kind = fields[fields.index("-") + 1]
+            v1 = v1 or kind == "cgroup"
+            if kind == "cgroup2":
+                v2.append(fields[4])
+    controllers: list[str] = []
+    for point in v2 if v1 else []:
+        try:
+            controllers += Path(point, "cgroup.controllers").read_text().split()
+        except OSError:
+            continue
+    return controllers
+
+
+def oci_runtime() -> str | None:
+    """The OCI runtime Podman must use on this host, or ``None`` for its default (crun).
+
+    On a hybrid host whose cgroup2 hierarchy holds controllers, runc (which
+    Debian's docker.io brings) works where crun 1.8 refuses.
+    """
+    controllers = hybrid_cgroup2_controllers()
+    if not controllers:
+        return None
+    if shutil.which("runc") is None:
+        require("runc", f"this host's cgroups are hybrid with {controllers} on cgroup2, "
+                        "which crun refuses; install runc ('apt-get install runc')")
+    return "runc"
+
+
 def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
@@ -85,12 +126,14 @@ def _toml_list(values: list[str]) -> str:
 def write_config(base: Path) -> dict[str, str]:
     """containers.conf and storage.conf under ``base``; return the environment that selects them."""
     ulimits = _default_ulimits()
+    runtime = oci_runtime()
     containers = [
         "[containers]",
         *([f"default_ulimits = {_toml_list(ulimits)}"] if ulimits else []),
         "[engine]",
         'cgroup_manager = "cgroupfs"',  # no systemd needed (none runs here)
         'events_logger = "file"',  # no journald needed
+        *([f"runtime = {json.dumps(runtime)}"] if runtime else []),
         f'tmp_dir = "{base}/tmp"',
         "[network]",
         f'network_config_dir = "{base}/networks"',
@@ -241,7 +284,11 @@ def podman_service(session_tmp):
             time.sleep(0.2)
         started = time.monotonic()
         client = service.client()
-        _build_busybox(client)
+        try:
+            _build_busybox(client)
+        except Exception as exc:  # noqa: BLE001 - the runtime's reason is in the service log
+            pytest.fail(f"Podman could not build {BUSYBOX}: {exc}\n{service.log_tail()}",
+                        pytrace=False)
         print(f"\nPodman {client.version().get('Version')} on {service.docker_host}; "
               f"{BUSYBOX} built in {time.monotonic() - started:.1f} s")
         yield service
@@ -300,3 +347,25 @@ def test_word_count_binary_failure_and_reuse_on_podman(podman_service, session_t
     assert lofn_temp_entries() == [], f"lofn temp entries left in {session_tmp}"
     left = service.client().containers.list(all=True, filters={"label": "lofn"})
     assert left == [], f"containers left in Podman: {[c.name for c in left]}"
+
+
+V1_LINE = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ("pure v1", []),
+    ("pure v2", []),
+    ("hybrid, empty cgroup2", []),
+    ("hybrid, hugetlb on cgroup2", ["hugetlb"]),
+])
+def test_hybrid_cgroup2_controllers_recognises_each_layout(tmp_path, layout, expected):
+    unified = tmp_path / "unified"
+    unified.mkdir()
+    (unified / "cgroup.controllers").write_text("hugetlb\n" if "hugetlb" in layout else "")
+    v2_line = f"41 31 0:38 / {unified} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+    if layout == "pure v2":
+        (unified / "cgroup.controllers").write_text("cpu memory pids hugetlb\n")
+    lines = {"pure v1": V1_LINE, "pure v2": v2_line}.get(layout, V1_LINE + v2_line)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(lines)
+    assert hybrid_cgroup2_controllers(str(mountinfo)) == expected

@@ -72,13 +72,21 @@ def test_network_isolation_when_asked(sc, pipe, busybox):
     assert out == ["lo"]
 
 
+# The container's memory limit and CPU quota as "BYTES QUOTA PERIOD", read from
+# cgroup v2 files where the container has them (a pure v2 host), else from v1 ones
+# (pure v1, and hybrid hosts, where Docker puts the memory and cpu controllers on v1).
+READ_LIMITS = (
+    "if [ -f /sys/fs/cgroup/memory.max ]; then"
+    " echo $(cat /sys/fs/cgroup/memory.max) $(cat /sys/fs/cgroup/cpu.max);"
+    " elif [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ]; then"
+    " echo $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+    " $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us);"
+    " else echo no cgroup limit files under /sys/fs/cgroup: $(ls /sys/fs/cgroup) >&2; exit 3; fi"
+)
+
+
 def test_memory_and_cpu_limits_when_asked(sc, pipe, busybox):
-    out = pipe.map(sc.parallelize(["-"], 1), busybox,
-                   "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
-                   " /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us"
-                   " > /shared/output.txt",
+    out = pipe.map(sc.parallelize(["-"], 1), busybox, READ_LIMITS + " > /shared/output.txt",
                    docker_options=["--memory", "64m", "--cpus", "1.5"]).collect()
-    if not out or not out[0].isdigit():
-        pytest.skip("this kernel does not expose cgroup v1 limits in containers")
-    memory, quota, period = map(int, out)
+    memory, quota, period = map(int, out[0].split())
     assert memory == 64 << 20 and quota / period == 1.5
