@@ -25,6 +25,7 @@ from lofn.errors import (
     OutOfMemory,
     OutputDecodeError,
     TemporaryDirectoryError,
+    UnsafeOutputError,
     from_spark_error,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "TemporaryDirectoryError",
     "DockerFailure",
     "MissingOutputError",
+    "UnsafeOutputError",
     "ContainerTimeout",
     "OutOfMemory",
     "ImageUnavailable",

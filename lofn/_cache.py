@@ -10,7 +10,10 @@ changing a reference, use a new cache location.
 Entries are files named by their key, in a local directory (which must be
 shared by the executors of a multi-host cluster) or on HDFS
 (``hdfs:///path``); each is written under a temporary name and renamed
-into place, so a killed task never leaves a half entry.
+into place, so a killed task never leaves a half entry. What is stored is
+read from the descriptor of a checked regular file, and a restored entry is
+created exclusively in the shared directory (:mod:`lofn._safefs`): a link
+a container planted is never followed, on either side.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
+from typing import BinaryIO
 
+from lofn import _safefs
 from lofn.errors import HdfsFailure
 from lofn.hdfs_handler import HdfsConfig
 
@@ -42,26 +47,30 @@ class ResultCache:
         root = self.location[len("hdfs://"):] if self.on_hdfs else self.location
         return f"{root.rstrip('/')}/{key[:2]}/{key}"
 
-    def restore(self, key: str, target: str) -> bool:
-        """Copy the entry for ``key`` to ``target``; ``False`` if there is none."""
+    def restore(self, key: str, directory: str, name: str) -> bool:
+        """Copy the entry for ``key`` to a new file ``name`` in ``directory``; ``False`` if none."""
         path = self._path(key)
         if self.on_hdfs:
             if self.hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
                 return False
-            self.hdfs.call(f"download {path!r}", "download", path, target, overwrite=True)
+            with self.hdfs.call(f"read {path!r}", "read", path) as source, \
+                    _safefs.create(directory, name) as target:
+                shutil.copyfileobj(source, target, 1 << 20)
             return True
         try:
-            shutil.copyfile(path, target)
+            source = open(path, "rb")
         except FileNotFoundError:
             return False
+        with source, _safefs.create(directory, name) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
         return True
 
-    def store(self, key: str, source: str) -> None:
-        """Keep ``source`` as the entry for ``key``."""
+    def store(self, key: str, source: BinaryIO) -> None:
+        """Keep what the open file ``source`` holds as the entry for ``key``."""
         path = self._path(key)
         if self.on_hdfs:
             temporary = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
-            self.hdfs.call(f"store {path!r}", "upload", temporary, source)
+            self.hdfs.call(f"store {path!r}", "write", temporary, data=source)
             try:
                 self.hdfs.call(f"store {path!r}", "rename", temporary, path)
             except HdfsFailure:  # another attempt stored the same result first
@@ -71,9 +80,9 @@ class ResultCache:
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-        os.close(handle)
         try:
-            shutil.copyfile(source, temporary)
+            with open(handle, "wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
             os.chmod(temporary, 0o644)  # executors may run as other users
             os.replace(temporary, path)
         except BaseException:
@@ -87,13 +96,9 @@ def run_key(image_id: str, command: str, options: dict, volumes: dict, output_na
     digest = hashlib.sha256(json.dumps(
         [image_id, command, options, volumes, output_name], sort_keys=True,
         default=repr).encode())
-    for directory, subdirectories, files in sorted(os.walk(shared)):
-        subdirectories.sort()
-        for name in sorted(files):
-            path = os.path.join(directory, name)
-            relative = os.path.relpath(path, shared)
-            digest.update(f"{len(relative)}:{relative}:{os.path.getsize(path)}:".encode())
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+    for relative, handle in _safefs.regular_files(shared):
+        size = os.fstat(handle.fileno()).st_size
+        digest.update(f"{len(relative)}:{relative}:{size}:".encode())
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()

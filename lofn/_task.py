@@ -19,8 +19,9 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
+from lofn import _safefs
 from lofn._cache import ResultCache, run_key
 from lofn._images import Shipment
 from lofn._stream import encode_records, run_streaming, split_records
@@ -32,7 +33,12 @@ from lofn.docker_handler import (
     run_container,
     run_in_warm_container,
 )
-from lofn.errors import LofnError, MissingOutputError, TemporaryDirectoryError
+from lofn.errors import (
+    LofnError,
+    MissingOutputError,
+    TemporaryDirectoryError,
+    UnsafeOutputError,
+)
 from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
 from lofn.tmp_file_handler import (
     UDF,
@@ -40,13 +46,17 @@ from lofn.tmp_file_handler import (
     decode_text,
     encode_lines,
     handle_binary,
+    lines_of,
     read_lines,
-    write_lines,
+    reuse_directory,
+    write_new_lines,
 )
 
 CHUNK = 1 << 20
 
 _EMPTY = object()
+# reuse mode: this worker's long-lived shared directory per warm-container digest
+_reuse_directories: dict[tuple[int, str], str] = {}
 
 
 def _task_ids() -> tuple[int, int, int]:
@@ -101,14 +111,23 @@ class ContainerJob:
         try:
             os.makedirs(parent, exist_ok=True)
             watch(parent)
-            shared = None
-            if self.reuse:
-                digest = hashlib.sha256(repr((self.image, self.shared_mountpoint, self.volumes,
-                                              self.hdfs_volumes, self.options)).encode())
-                shared = os.path.join(parent, f"{temp_prefix()}reuse-{digest.hexdigest()[:12]}")
+            shared = self._reuse_directory(parent) if self.reuse else None
             return TaskDirectory(parent, prefix=temp_prefix(), shared=shared)
         except OSError as exc:
             raise temp_error(exc, f"cannot create a temp directory in {parent!r}") from exc
+
+    def _reuse_directory(self, parent: str) -> str:
+        """This worker's shared directory for this job's warm container, made on first use.
+
+        Its name is random (``mkdtemp``), so nothing can create it first.
+        """
+        digest = hashlib.sha256(repr((self.image, self.shared_mountpoint, self.volumes,
+                                      self.hdfs_volumes, self.options, parent)).encode())
+        key = (os.getpid(), digest.hexdigest())
+        shared = _reuse_directories.get(key)
+        if shared is None or not os.path.isdir(shared):
+            shared = _reuse_directories[key] = reuse_directory(parent, f"{temp_prefix()}reuse-")
+        return shared
 
     def run(self, task: TaskDirectory, output_name: str) -> None:
         """Run the container over the files in ``task.shared``, or restore its cached result."""
@@ -120,13 +139,13 @@ class ContainerJob:
             key = run_key(client.images.get(self.image).id, self.command, self.options,
                           {"local": self.volumes, "hdfs": self.hdfs_volumes}, output_name,
                           task.shared)
-            if self.cache.restore(key, os.path.join(task.shared, output_name)):
+            if self.cache.restore(key, task.shared, output_name):
                 return
         with self.mounted_volumes() as volumes:
             self._run(task, volumes)
-        output = os.path.join(task.shared, output_name)
-        if key is not None and os.path.isfile(output):
-            self.cache.store(key, output)
+        if key is not None:
+            with self.open_output(task, output_name) as output:
+                self.cache.store(key, output)
 
     @contextmanager
     def mounted_volumes(self) -> Iterator[dict]:
@@ -168,28 +187,54 @@ class ContainerJob:
         spec = self.spec(mounts, os.path.basename(task.root))
         (run_in_warm_container if self.reuse else run_container)(spec)
 
-    def output(self, task: TaskDirectory, name: str) -> str:
+    @contextmanager
+    def output_errors(self, task: TaskDirectory, name: str) -> Iterator[None]:
+        """Turn a missing or non-regular output ``name`` into the lofn error that says so."""
         path = os.path.join(task.shared, name)
-        if not os.path.isfile(path):
-            raise MissingOutputError(
-                f"container exited 0 but did not write {os.path.join(self.shared_mountpoint, name)}"
-                f" (host {socket.gethostname()}:{path})", image=self.image, command=self.command,
-                partition=_task_ids()[1])
-        return path
+        where = (f"{os.path.join(self.shared_mountpoint, name)} (host "
+                 f"{socket.gethostname()}:{path})")
+        fields = {"image": self.image, "command": self.command, "partition": _task_ids()[1]}
+        try:
+            yield
+        except _safefs.MissingFile as exc:
+            raise MissingOutputError(f"container exited 0 but did not write {where}",
+                                     **fields) from exc
+        except _safefs.NotRegularFile as exc:
+            what = exc.kind + (f" to {exc.target!r}" if exc.target is not None else "")
+            problem = (f"is {what}, not a regular file" if exc.path == path else
+                       f"lies behind {exc.path}, which is {what}")
+            raise UnsafeOutputError(
+                f"output {where} {problem}: the host refused to follow or read it",
+                **fields) from exc
 
-    def run_on_partition(self, task: TaskDirectory, items: Iterator, input_name: str,
-                         map_udf: Callable | None, output_name: str) -> str:
-        """Write a partition's inputs, run the container, return the output path."""
+    def open_output(self, task: TaskDirectory, name: str) -> BinaryIO:
+        """The container's output ``name``, opened if it is a regular file reached without links.
+
+        Raises:
+            MissingOutputError: the container did not write it.
+            UnsafeOutputError: it is a link, FIFO, socket, device or directory.
+        """
+        with self.output_errors(task, name):
+            return _safefs.open_regular(task.shared, name)
+
+    def write_input(self, task: TaskDirectory, items: Iterator, input_name: str,
+                    map_udf: Callable | None) -> None:
+        """Write a partition's input files into the shared directory, exclusively."""
         try:
             if map_udf is not None:
                 UDF(task.shared, map_udf, partition=items).map_udf()
             else:
-                write_lines(os.path.join(task.shared, input_name), items)
+                write_new_lines(task.shared, input_name, items)
         except OSError as exc:
             raise temp_error(exc, f"cannot write the input of partition {_task_ids()[1]} "
                                   f"in {task.shared!r}") from exc
+
+    def run_on_partition(self, task: TaskDirectory, items: Iterator, input_name: str,
+                         map_udf: Callable | None, output_name: str) -> BinaryIO:
+        """Write a partition's inputs, run the container, return its output, opened."""
+        self.write_input(task, items, input_name, map_udf)
         self.run(task, output_name)
-        return self.output(task, output_name)
+        return self.open_output(task, output_name)
 
 
 def temp_error(exc: OSError, what: str) -> TemporaryDirectoryError:
@@ -208,9 +253,9 @@ def map_partition(job: ContainerJob, input_name: str, output_name: str,
     items = _peek(iterator)
     if items is None:
         return
-    with job.task_directory() as task:
-        output = job.run_on_partition(task, items, input_name, map_udf, output_name)
-        yield from read_lines(output, _task_ids()[1])
+    with job.task_directory() as task, \
+            job.run_on_partition(task, items, input_name, map_udf, output_name) as output:
+        yield from lines_of(output, output_name, _task_ids()[1])
 
 
 def stream_partition(job: ContainerJob, binary: bool, delimiter: bytes | None,
@@ -241,11 +286,13 @@ def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,
         return
     task = job.task_directory()
     try:
-        output = job.run_on_partition(task, items, input_name, map_udf, output_name)
+        job.write_input(task, items, input_name, map_udf)
+        job.run(task, output_name)
         extension = os.path.splitext(output_name)[1]
         name = f"part-{_task_ids()[1]:05d}{extension}"
-        yield handle_binary(task.root, destination, output, master_type, name=name,
-                            hdfs=job.hdfs)
+        with job.output_errors(task, output_name):
+            yield handle_binary(task.root, destination, os.path.join(task.shared, output_name),
+                                master_type, name=name, hdfs=job.hdfs)
     finally:
         task.remove()
 
@@ -253,8 +300,8 @@ def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,
 # ---------------------------------------------------------------------------
 # tree reduce
 
-def _file_chunks(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
+def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
         chunk = handle.read(CHUNK)
         yield chunk  # at least one record, so an empty block still counts
         while chunk:
@@ -320,15 +367,16 @@ class Merge:
         return self.kind == "append"
 
     def prepare(self, task: TaskDirectory, paths: list[str]) -> None:
+        """Write the blocks (files in ``task.staging``) as the container's inputs."""
         shared = task.shared
         if self.kind == "append":
-            with open(os.path.join(shared, self.names[0]), "wb") as target:
+            with _safefs.create(shared, self.names[0]) as target:
                 for path in paths:
                     with open(path, "rb") as source:
                         shutil.copyfileobj(source, target, CHUNK)
         elif self.kind == "pair":
             for path, name in zip(paths, self.names):
-                os.replace(path, os.path.join(shared, name))
+                _safefs.move_in(path, shared, name)
         elif self.kind == "text_udf":
             left, right = (list(read_lines(path)) for path in paths)
             UDF(shared, self.udf, partition_1=left, partition_2=right).reduce_udf()
@@ -366,11 +414,11 @@ def merge_partition(merge: Merge, final: bool, next_fan_in: int, index: int,
         if len(order) == 1:
             path, reduced, _ = blocks[order[0]]
             if reduced or not (final and merge.runs_single_block):
-                yield from _records(index, reduced, next_fan_in, _file_chunks(path))
+                yield from _records(index, reduced, next_fan_in, _file_chunks(open(path, "rb")))
                 return
         merge.prepare(task, [blocks[block][0] for block in order])
         merge.job.run(task, merge.output_name)
-        output = merge.job.output(task, merge.output_name)
+        output = merge.job.open_output(task, merge.output_name)
         yield from _records(index, True, next_fan_in, _file_chunks(output))
 
 

@@ -26,17 +26,16 @@ import datetime
 import decimal
 import ipaddress
 import logging
-import os
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterable, Iterator
 
 from lofn import _options
-from lofn._task import ContainerJob, _task_ids, temp_error
+from lofn._task import ContainerJob, _task_ids
 from lofn.api import DockerPipe, _check_timeout
 from lofn.docker_handler import validate_user_input
 from lofn.errors import InvalidArgument, InvalidArgumentType, LofnError
-from lofn.tmp_file_handler import check_file_name, read_lines, write_lines
+from lofn.tmp_file_handler import check_file_name, lines_of
 
 __all__ = ["map_dataframe", "pipe_for"]
 
@@ -277,15 +276,9 @@ def map_arrow_partition(plan: _Plan, batches: Iterator) -> Iterator:
     if batches is None:  # an empty partition starts no container
         return
     job = plan.job
-    with job.task_directory() as task:
-        try:
-            write_lines(os.path.join(task.shared, plan.input_name), _values(batches))
-        except OSError as exc:
-            raise temp_error(exc, f"cannot write the input of partition {_task_ids()[1]} "
-                                  f"in {task.shared!r}") from exc
-        job.run(task, plan.output_name)
-        output = job.output(task, plan.output_name)
-        yield from _output_batches(plan, read_lines(output, _task_ids()[1]))
+    with job.task_directory() as task, job.run_on_partition(
+            task, _values(batches), plan.input_name, None, plan.output_name) as output:
+        yield from _output_batches(plan, lines_of(output, plan.output_name, _task_ids()[1]))
 
 
 # -- the client side -----------------------------------------------------------------

@@ -250,6 +250,13 @@ def run_container(spec: ContainerSpec) -> None:
 MAX_WARM = 4
 # The warm container's own process: idle until removed, quick to stop.
 _IDLE = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"
+# Runs a partition's command ("$@") in a warm container, then kills every process
+# of the container but its main one (pid 1, which kill(-1) never signals) and
+# itself: nothing a partition started outlives it into the next partition. The
+# command's processes run as this exec's user (every capability dropped, no new
+# privileges), and the container has its own pid namespace (lofn offers no
+# --pid), so kill(-1) reaches all of them and nothing outside the container.
+_ISOLATE = '"$@"; status=$?; kill -9 -1 2>/dev/null; exit $status'
 _warm: collections.OrderedDict = collections.OrderedDict()  # (pid, key) -> container
 
 
@@ -295,7 +302,8 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
     """Run ``spec.command`` with ``exec`` in this worker's long-lived container.
 
     The container is created on first use and kept; it is discarded after a
-    failure, so the next partition starts in a fresh one. Same errors as
+    failure, so the next partition starts in a fresh one. When the command
+    ends, every process it started is killed. Same errors as
     :func:`run_container`.
     """
     client = get_client()
@@ -303,7 +311,8 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
     key, container = _warm_container(client, spec)
     kwargs = spec.create_kwargs()
     entrypoint = spec.options.get("entrypoint")
-    argv = (shlex.split(entrypoint) if entrypoint else []) + ["sh", "-c", spec.command]
+    argv = ["sh", "-c", _ISOLATE, "lofn-partition",
+            *(shlex.split(entrypoint) if entrypoint else []), "sh", "-c", spec.command]
     timer = None
     timed_out = threading.Event()
     try:

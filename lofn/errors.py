@@ -13,6 +13,7 @@ from the builtin a caller would expect::
      +-- TemporaryDirectoryError (OSError)   temp directory missing, unwritable, full
      +-- DockerFailure                       a container failed
           +-- MissingOutputError             exit 0, but no output file
+          +-- UnsafeOutputError              output is a link, FIFO, device...: refused
           +-- ContainerTimeout               killed at the ``timeout`` deadline
           +-- OutOfMemory                    killed for exceeding its memory limit
           +-- ImageUnavailable               image not on the host (and not pulled)
@@ -38,6 +39,7 @@ __all__ = [
     "TemporaryDirectoryError",
     "DockerFailure",
     "MissingOutputError",
+    "UnsafeOutputError",
     "ContainerTimeout",
     "OutOfMemory",
     "ImageUnavailable",
@@ -140,6 +142,15 @@ class DockerFailure(LofnError):
 
 class MissingOutputError(DockerFailure):
     """The container exited 0 but did not write the expected output file."""
+
+
+class UnsafeOutputError(DockerFailure):
+    """An output the container left is not a regular file, and the host refused to touch it.
+
+    A symbolic link (which the host would otherwise follow to its own
+    files), a FIFO, socket, device or directory where lofn expected a
+    regular file; or a link on the way to it. Nothing of it was read.
+    """
 
 
 class ContainerTimeout(DockerFailure):

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from lofn import _safefs
 from lofn.errors import HdfsFailure, HdfsUnavailable, InvalidArgument
 
 __all__ = ["HdfsConfig", "resolve", "setup_user_volumes_from_hdfs", "VolumeCache",
@@ -401,7 +402,10 @@ def put_binary(origin_directory: str, destination_directory: str, input_path: st
     The file is uploaded under a hidden temp name (ignored by
     ``sc.binaryFiles``) and renamed to ``name``; if a retried or speculative
     attempt already stored that name, that file is kept and this attempt's
-    copy dropped, so the directory never holds a partition twice.
+    copy dropped, so the directory never holds a partition twice. What is
+    uploaded is read from a descriptor of ``input_path`` opened inside
+    ``origin_directory`` without following links, and only if it is a
+    regular file (else :class:`~lofn._safefs.NotRegularFile`).
 
     Returns:
         The HDFS path of the stored file.
@@ -411,7 +415,8 @@ def put_binary(origin_directory: str, destination_directory: str, input_path: st
     final = f"{destination_directory.rstrip('/')}/{name}"
     temporary = f"{destination_directory.rstrip('/')}/.{name}.{uuid.uuid4().hex}.tmp"
     try:
-        config.call(f"upload {input_path!r}", "upload", temporary, input_path)
+        with _safefs.open_regular(origin_directory, input_path) as source:
+            config.call(f"upload {input_path!r}", "write", temporary, data=source)
         try:
             config.call(f"rename {temporary!r}", "rename", temporary, final)
         except HdfsFailure:

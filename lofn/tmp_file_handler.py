@@ -2,7 +2,9 @@
 
 Partitions are streamed to files element by element and outputs are read
 back lazily, so a partition never has to fit in a Python list unless a UDF
-asks for one.
+asks for one. Everything inside a directory a container mounts is touched
+through :mod:`lofn._safefs`: created exclusively, read only as a regular
+file, and no symbolic link the container made is ever followed.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
+from lofn import _safefs
 from lofn.errors import InvalidArgument, InvalidArgumentType, OutputDecodeError
 
 __all__ = ["UDF", "handle_binary", "read_back", "read_binary", "write_lines",
-           "read_lines", "split_lines", "check_file_name", "TaskDirectory"]
+           "write_new_lines", "read_lines", "lines_of", "split_lines", "check_file_name",
+           "TaskDirectory", "reuse_directory"]
 
 _BUFFER = 1 << 20
 
@@ -42,9 +46,23 @@ def encode_lines(elements: Iterable) -> Iterator[bytes]:
 
 
 def write_lines(path: str, elements: Iterable) -> None:
-    """Stream elements to ``path``, one line each, creating its directory if needed."""
+    """Stream elements to ``path``, one line each, creating its directory if needed.
+
+    For a directory lofn owns; inside a container's shared directory use
+    :func:`write_new_lines`.
+    """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "wb", buffering=_BUFFER) as handle:
+        handle.writelines(encode_lines(elements))
+
+
+def write_new_lines(directory: str, name: str, elements: Iterable) -> None:
+    """Stream elements to a new file ``name`` in ``directory``, which a container may write.
+
+    The file and its directories are created without following links, and
+    the file exclusively: whatever stands at ``name`` already makes it fail.
+    """
+    with _safefs.create(directory, name) as handle:
         handle.writelines(encode_lines(elements))
 
 
@@ -73,11 +91,16 @@ def read_lines(path: str, partition: int | None = None) -> Iterator[str]:
     Raises:
         OutputDecodeError: the file is not valid UTF-8 (names the byte offset).
     """
-    offset = 0
     with open(path, "rb", buffering=_BUFFER) as handle:
-        for raw in handle:
-            yield decode_text(_strip_newline(raw), path, offset, partition)
-            offset += len(raw)
+        yield from lines_of(handle, path, partition)
+
+
+def lines_of(handle: BinaryIO, path: str, partition: int | None = None) -> Iterator[str]:
+    """Yield the lines of the open binary file ``handle`` (named ``path`` in errors)."""
+    offset = 0
+    for raw in handle:
+        yield decode_text(_strip_newline(raw), path, offset, partition)
+        offset += len(raw)
 
 
 def split_lines(data: bytes, name: str = "output") -> list[str]:
@@ -105,8 +128,9 @@ class TaskDirectory:
 
     ``shared`` is mounted into the container; ``staging`` holds files the
     container must not see (reduce inputs before they are merged). In reuse
-    mode ``shared`` is the worker's long-lived directory, emptied on entry
-    and on exit instead of removed.
+    mode ``shared`` is the worker's long-lived directory (made by
+    :func:`reuse_directory`), emptied on entry and on exit instead of removed.
+    Emptying and removal follow no link the container made.
     """
 
     def __init__(self, parent: str | None = None, prefix: str = "lofn-",
@@ -121,7 +145,7 @@ class TaskDirectory:
         if shared is None:
             os.mkdir(self.shared)
         else:  # a long-lived directory lent to this task: it starts empty
-            _empty(self.shared)
+            _safefs.empty(self.shared)
 
     def __enter__(self) -> TaskDirectory:
         return self
@@ -131,18 +155,13 @@ class TaskDirectory:
 
     def remove(self) -> None:
         if not self._own_shared:
-            _empty(self.shared)
-        shutil.rmtree(self.root, ignore_errors=True)
+            _safefs.empty(self.shared)
+        shutil.rmtree(self.root, ignore_errors=True)  # fd-based: follows no link inside
 
 
-def _empty(directory: str) -> None:
-    """Remove everything inside ``directory``, creating it if missing."""
-    os.makedirs(directory, exist_ok=True)
-    for entry in os.scandir(directory):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            os.unlink(entry.path)
+def reuse_directory(parent: str, prefix: str) -> str:
+    """A new long-lived shared directory for a warm container, with a name no one can predict."""
+    return tempfile.mkdtemp(prefix=prefix, dir=parent)
 
 
 class UDF:
@@ -195,18 +214,17 @@ class UDF:
                 f"contents, got {type(inner_partitions).__name__}")
         written = []
         for name, contents in inner_partitions.items():
-            path = os.path.join(self.temporary_directory, check_file_name(name, "UDF file name"))
+            name = check_file_name(name, "UDF file name")
             if isinstance(contents, (bytes, bytearray, str)):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as handle:
+                with _safefs.create(self.temporary_directory, name) as handle:
                     handle.write(_encode(contents))
             elif hasattr(contents, "__iter__"):
-                write_lines(path, contents)
+                write_new_lines(self.temporary_directory, name, contents)
             else:
                 raise InvalidArgumentType(
                     f"UDF contents for {name!r} must be bytes, str or an iterable of lines, "
                     f"got {type(contents).__name__}")
-            written.append(path)
+            written.append(os.path.join(self.temporary_directory, name))
         return written
 
     def map_udf(self) -> list[str]:
@@ -225,7 +243,9 @@ def handle_binary(origin_directory: str, destination_directory: str, input_path:
     The file is renamed into place atomically, so a retried task replaces
     its earlier attempt's file instead of adding a second one (on HDFS the
     first stored file is kept instead). The container's temp directory is
-    removed afterwards.
+    removed afterwards. Only a regular file is moved: a link, FIFO or
+    anything else the container left raises
+    :class:`~lofn._safefs.NotRegularFile`, and nothing is followed.
 
     Args:
         origin_directory: temp directory the container mounted.
@@ -249,7 +269,7 @@ def handle_binary(origin_directory: str, destination_directory: str, input_path:
         else:
             destination = os.path.join(destination_directory, name)
         partial = f"{destination}.{os.getpid()}.partial"
-        shutil.move(input_path, partial)
+        _safefs.move_out(origin_directory, input_path, partial)
         os.replace(partial, destination)
     finally:
         shutil.rmtree(origin_directory, ignore_errors=True)
@@ -259,18 +279,21 @@ def handle_binary(origin_directory: str, destination_directory: str, input_path:
 def read_back(shared_dir: str, output_file: str) -> Iterator[str]:
     """Yield the lines of ``output_file``, then remove ``shared_dir``.
 
-    The directory is removed when the iterator is exhausted or closed.
+    The directory is removed when the iterator is exhausted or closed. The
+    file must be a regular file reached from ``shared_dir`` without links.
     """
     try:
-        yield from read_lines(output_file)
+        with _safefs.open_regular(shared_dir, output_file) as handle:
+            yield from lines_of(handle, output_file)
     finally:
         shutil.rmtree(shared_dir, ignore_errors=True)
 
 
 def read_binary(shared_dir: str, output_file: str) -> bytes:
-    """Return the bytes of ``output_file``, then remove ``shared_dir``."""
+    """Return the bytes of ``output_file`` (a regular file, as for :func:`read_back`),
+    then remove ``shared_dir``."""
     try:
-        with open(output_file, "rb") as handle:
+        with _safefs.open_regular(shared_dir, output_file) as handle:
             return handle.read()
     finally:
         shutil.rmtree(shared_dir, ignore_errors=True)

@@ -178,3 +178,24 @@ def test_no_address_anywhere_needs_an_hdfs_url(monkeypatch, tmp_path):
     monkeypatch.setenv("HDFSCLI_CONFIG", str(tmp_path / "none.cfg"))
     with pytest.raises(InvalidArgument, match="needs an HDFS URL"):
         DockerPipe(yarn_conf(), volumes={"/ref": {"bind": "/ref"}})
+
+
+def test_result_cache_on_hdfs_stores_no_host_file(hdfs_env, sc, busybox, session_tmp):
+    """A hostile image's linked output is refused and nothing of it reaches the HDFS cache."""
+    from tests.faults.test_hostile_image import Host, refused
+
+    host = Host(session_tmp)
+    cache = f"/hostile-cache-{host.name}"
+    try:
+        pipe = DockerPipe(SparkConf(), result_cache=f"hdfs://{cache}")
+        rdd = sc.parallelize(["a", "b"], 2)
+        command = host.plant("absolute link")
+        failures = [refused(lambda: pipe.map(rdd, busybox, command).collect()) for _ in "12"]
+        host.assert_untouched(*map(str, failures))
+        client = hdfs_env.client()
+        stored = [f"{top}/{name}" for top, _, files in client.walk(cache) for name in files] \
+            if client.status(cache, strict=False) else []
+        assert stored == [], f"entries stored on HDFS for refused outputs: {stored}"
+    finally:
+        host.remove()
+        hdfs_env.client().delete(cache, recursive=True)

@@ -2,6 +2,7 @@
 
 The job mounts an HDFS directory in every container, runs a map, a tree reduce, and
 map_binary with its outputs on HDFS; the volume must be downloaded once for the host.
+Then a hostile image's map_binary, its output a link to a host file: refused, nothing uploaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import lofn_containers, lofn_temp_entries
+from tests.faults.test_hostile_image import Host
 
 pytestmark = pytest.mark.cluster
 
@@ -33,7 +35,14 @@ def packed_env(tmp_path_factory):
     return archive
 
 
-def test_end_to_end_job_on_yarn(hadoop, packed_env, busybox, docker_client, session_tmp):
+@pytest.fixture
+def host(session_tmp):
+    host = Host(session_tmp)
+    yield host
+    host.remove()
+
+
+def test_end_to_end_job_on_yarn(hadoop, packed_env, busybox, docker_client, session_tmp, host):
     client = hadoop.client()
     client.write("/e2e/ref/marker.txt", b"REF-OK\n", overwrite=True)
     client.write("/e2e/ref/index/big.idx", os.urandom(1 << 20), overwrite=True)
@@ -47,6 +56,7 @@ def test_end_to_end_job_on_yarn(hadoop, packed_env, busybox, docker_client, sess
         "--conf", f"spark.executorEnv.TMPDIR={session_tmp}",
         "--conf", "spark.log.level=ERROR",
         str(JOB), "--image", busybox, "--volume", "/e2e/ref", "--partitions", str(PARTITIONS),
+        "--secret", str(host.secret),
     ]
     env = {**os.environ, **hadoop.env, "PYSPARK_PYTHON": sys.executable}
     job = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT,
@@ -68,6 +78,11 @@ def test_end_to_end_job_on_yarn(hadoop, packed_env, busybox, docker_client, sess
     assert report["binary_listing"] == [f"part-{i:05d}.bin" for i in range(PARTITIONS)]
     assert report["binary_lines_match"] and report["binary_dir_removed"]
     assert client.status(report["binary_dir"], strict=False) is None
+    # a hostile map_binary: refused on the executor, nothing of the host file on HDFS
+    hostile = report["hostile"]
+    assert hostile.get("error") == "UnsafeOutputError", hostile
+    assert "the host refused" in hostile["message"]
+    host.assert_untouched(hostile["message"], *hostile["hdfs_files"].values())
 
     rm = hadoop.env["LOFN_YARN_RM_URL"]
     with urllib.request.urlopen(f"{rm}/ws/v1/cluster/apps/{report['application']}") as answer:

@@ -6,33 +6,21 @@ Usage: reuse_job.py IMAGE  (prints one JSON line)
 import json
 import os
 import sys
-import threading
 import time
 
-import docker
 from pyspark import SparkConf, SparkContext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
 from lofn.api import DockerPipe  # noqa: E402
+from tests.warm_containers import WarmContainers  # noqa: E402
 
 image = sys.argv[1]
 sc = SparkContext(conf=SparkConf().setMaster("local[2]").setAppName("lofn-reuse")
                   .set("spark.ui.enabled", "false"))
 app = sc.applicationId
-client = docker.from_env()
-seen, stop = set(), threading.Event()
-
-
-def watch():
-    while not stop.is_set():
-        for c in client.api.containers(filters={"label": [f"lofn.app={app}", "lofn.mode=reuse"]}):
-            seen.add(c["Id"])
-        time.sleep(0.05)
-
-
-watcher = threading.Thread(target=watch)
-watcher.start()
+warm_containers = WarmContainers(app)
+client = warm_containers.client
 text = [f"w{i % 37} w{i % 11} w{i % 5}" for i in range(4000)]
 rdd = sc.parallelize(text, 16)
 fresh, warm = DockerPipe(SparkConf()), DockerPipe(SparkConf(), reuse_containers=True)
@@ -51,8 +39,7 @@ try:
 except Exception:  # noqa: BLE001 - expected
     failed = 1
 after_failure = warm.map(rdd, image, "cat /shared/input.txt > /shared/output.txt").count()
-stop.set()
-watcher.join()
+seen = warm_containers.stop()
 sc.stop()
 
 

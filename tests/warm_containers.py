@@ -1,0 +1,33 @@
+"""Which warm (reuse-mode) containers a Spark application starts; for the reuse-mode jobs."""
+
+import threading
+import time
+
+import docker
+
+
+class WarmContainers:
+    """Collects the ids of every running reuse-mode container of ``app`` until :meth:`stop`.
+
+    Polls the engine every 50 ms from a daemon thread, so a job that fails
+    before it calls :meth:`stop` still exits.
+    """
+
+    def __init__(self, app: str) -> None:
+        self.app, self.seen = app, set()
+        self.client = docker.from_env()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        labels = [f"lofn.app={self.app}", "lofn.mode=reuse"]
+        while not self._stop.is_set():
+            for container in self.client.api.containers(filters={"label": labels}):
+                self.seen.add(container["Id"])
+            time.sleep(0.05)
+
+    def stop(self) -> set:
+        self._stop.set()
+        self._thread.join()
+        return self.seen
