@@ -22,9 +22,11 @@ one per line, on stdin.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
+
+from lofn import _safefs
+
 
 _watchdog: tuple[int, subprocess.Popen, set[str]] | None = None
 
@@ -101,7 +103,7 @@ def sweep_strays() -> list[str]:
             source = mount.get("Source", "")
             for path in (source, os.path.dirname(source)):  # the shared dir, or its task dir
                 if os.path.basename(path).startswith(prefix) and os.path.isdir(path):
-                    shutil.rmtree(path, ignore_errors=True)
+                    _safefs.remove_tree(path, ignore_errors=True)
                     removed.append(path)
                     break
     return removed
@@ -141,7 +143,7 @@ def remove_temp_directories(pid: int, parents: set[str]) -> list[str]:
             continue
         for name in names:
             if name.startswith(prefix):
-                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+                _safefs.remove_tree(os.path.join(parent, name), ignore_errors=True)
                 removed.append(os.path.join(parent, name))
     return removed
 

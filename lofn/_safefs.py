@@ -14,11 +14,13 @@ directory therefore goes through this module:
   path); special files are refused before they are opened;
 - a file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``: an entry the
   container planted makes the call fail, it is never written through;
-- removal works from descriptors too (:func:`empty`).
+- removal works from descriptors too (:func:`empty`, :func:`remove_tree`),
+  iteratively, so a planted tree of any depth is removed.
 
 What is refused raises :class:`NotRegularFile`; the task code turns it into
 :class:`~lofn.errors.UnsafeOutputError`. The same idea as runc's
-``securejoin`` and CPython's fd-based ``shutil.rmtree``; the bugs it
+``securejoin`` and CPython's fd-based ``shutil.rmtree`` (which still opens a
+directory it checked by path without ``O_NOFOLLOW``, so it is not used here); the bugs it
 prevents are Docker's ``docker cp`` race (CVE-2018-15664) and Kubernetes'
 subPath escape (CVE-2017-1002101).
 """
@@ -38,14 +40,11 @@ _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in after the type check must not block the open
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_DEPTH = 64  # directory descriptors open at once while emptying a tree
 
 _KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a named pipe (FIFO)",
           stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
-
-if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - every Linux has it
-    raise ImportError("lofn needs a platform whose shutil.rmtree is fd-based (Linux)")
-
 
 class NotRegularFile(OSError):
     """An entry in a container-writable directory is not what the host may touch.
@@ -214,7 +213,7 @@ def move_out(root: str, path: str, target: str) -> None:
 
 def _remove(path: str, mode: int) -> None:
     if stat.S_ISDIR(mode):
-        shutil.rmtree(path)  # fd-based: follows no link inside
+        remove_tree(path)
     else:
         os.unlink(path)
 
@@ -228,28 +227,85 @@ def empty(directory: str) -> None:
         os.close(descriptor)
 
 
-def _empty_at(descriptor: int) -> None:
-    for entry in os.scandir(descriptor):
-        if entry.is_dir(follow_symlinks=False):
-            inner = os.open(entry.name, _DIRECTORY, dir_fd=descriptor)
-            try:
-                _empty_at(inner)
-            finally:
-                os.close(inner)
-            os.rmdir(entry.name, dir_fd=descriptor)
-        else:
-            os.unlink(entry.name, dir_fd=descriptor)
+def remove_tree(directory: str, ignore_errors: bool = False) -> None:
+    """Remove ``directory`` (one lofn made) and everything in it, following no link.
+
+    For trees a container wrote; ``shutil.rmtree`` opens a directory it has
+    checked by path without ``O_NOFOLLOW`` and recurses once per level.
+    A missing ``directory`` is not an error.
+    """
+    try:
+        empty(directory)
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
+def _empty_at(top: int) -> None:
+    """Remove everything below the directory ``top``, depth first, without recursion.
+
+    At most ``_MAX_DEPTH`` descriptors are open at once: a directory deeper
+    than that is renamed into ``top`` first and emptied from there, so no
+    depth of tree is too deep.
+    """
+    stack = [(top, "")]  # (descriptor, its name in the directory below it)
+    try:
+        while stack:
+            descriptor = stack[-1][0]
+            inner = None
+            with os.scandir(descriptor) as listing:
+                entries = list(listing)
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    inner = inner or entry.name
+                else:
+                    os.unlink(entry.name, dir_fd=descriptor)
+            if inner is None:  # empty now: remove it from the directory below it
+                _, name = stack.pop()
+                if stack:
+                    os.close(descriptor)
+                    os.rmdir(name, dir_fd=stack[-1][0])
+            elif len(stack) < _MAX_DEPTH:
+                stack.append((os.open(inner, _DIRECTORY, dir_fd=descriptor), inner))
+            else:
+                os.rename(inner, f".lofn-deep-{os.urandom(8).hex()}",
+                          src_dir_fd=descriptor, dst_dir_fd=top)
+    finally:
+        for descriptor, _ in stack[1:]:
+            os.close(descriptor)
 
 
 def regular_files(root: str) -> Iterator[tuple[str, BinaryIO]]:
-    """Every file below ``root`` as ``(relative path, open file)``, in sorted order.
+    """Every file below ``root`` as ``(relative path, open file)``: in each directory its
+    files by name, then its subdirectories by name.
 
-    Directories are walked from descriptors; a link or special file raises
-    :class:`NotRegularFile`.
+    Directories are opened from descriptors with ``O_NOFOLLOW``; a link
+    (to a file or a directory) or a special file raises :class:`NotRegularFile`.
     """
-    for directory, subdirectories, files, descriptor in os.fwalk(root):
-        subdirectories.sort()
-        for name in sorted(files):
-            path = os.path.join(directory, name)
-            with _open_regular_at(descriptor, name, path) as handle:
-                yield os.path.relpath(path, root), handle
+    descriptor = os.open(root, _DIRECTORY)
+    try:
+        yield from _regular_files_at(descriptor, root, "")
+    finally:
+        os.close(descriptor)
+
+
+def _regular_files_at(descriptor: int, shown: str,
+                      relative: str) -> Iterator[tuple[str, BinaryIO]]:
+    with os.scandir(descriptor) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    directories = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+    for entry in entries:
+        if entry.name not in directories:
+            with _open_regular_at(descriptor, entry.name,
+                                  os.path.join(shown, entry.name)) as handle:
+                yield os.path.join(relative, entry.name), handle
+    for name in directories:
+        path = os.path.join(shown, name)
+        inner = _open_directory(descriptor, name, path, create=False)
+        try:
+            yield from _regular_files_at(inner, path, os.path.join(relative, name))
+        finally:
+            os.close(inner)

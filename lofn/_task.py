@@ -290,9 +290,12 @@ def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,
         job.run(task, output_name)
         extension = os.path.splitext(output_name)[1]
         name = f"part-{_task_ids()[1]:05d}{extension}"
+        # out of the container's reach first (in reuse mode task.shared is not in task.root)
+        staged = os.path.join(task.staging, "output")
         with job.output_errors(task, output_name):
-            yield handle_binary(task.root, destination, os.path.join(task.shared, output_name),
-                                master_type, name=name, hdfs=job.hdfs)
+            _safefs.move_out(task.shared, output_name, staged)
+        yield handle_binary(task.root, destination, staged, master_type, name=name,
+                            hdfs=job.hdfs)
     finally:
         task.remove()
 

@@ -367,8 +367,8 @@ def setup_user_volumes_from_hdfs(volumes, **kwargs) -> Iterator[dict]:
             mapped[cached] = {"bind": binding["bind"], "mode": binding.get("mode", "ro")}
         yield mapped
     finally:
-        for copy in private:
-            shutil.rmtree(copy, ignore_errors=True)
+        for copy in private:  # containers wrote in these
+            _safefs.remove_tree(copy, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
@@ -424,5 +424,5 @@ def put_binary(origin_directory: str, destination_directory: str, input_path: st
                 raise
             config.call(f"remove {temporary!r}", "delete", temporary)
     finally:
-        shutil.rmtree(origin_directory, ignore_errors=True)
+        _safefs.remove_tree(origin_directory, ignore_errors=True)
     return final

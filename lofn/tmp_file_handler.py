@@ -10,7 +10,6 @@ file, and no symbolic link the container made is ever followed.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -156,12 +155,19 @@ class TaskDirectory:
     def remove(self) -> None:
         if not self._own_shared:
             _safefs.empty(self.shared)
-        shutil.rmtree(self.root, ignore_errors=True)  # fd-based: follows no link inside
+        _safefs.remove_tree(self.root, ignore_errors=True)
 
 
 def reuse_directory(parent: str, prefix: str) -> str:
-    """A new long-lived shared directory for a warm container, with a name no one can predict."""
-    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+    """A new long-lived shared directory for a warm container, with a path no one can predict.
+
+    It is ``shared`` inside a private (0700) ``mkdtemp`` directory: no other
+    user of the host reaches it, even when it is opened to the container's
+    user (mode 0777).
+    """
+    shared = os.path.join(tempfile.mkdtemp(prefix=prefix, dir=parent), "shared")
+    os.mkdir(shared)
+    return shared
 
 
 class UDF:
@@ -272,7 +278,7 @@ def handle_binary(origin_directory: str, destination_directory: str, input_path:
         _safefs.move_out(origin_directory, input_path, partial)
         os.replace(partial, destination)
     finally:
-        shutil.rmtree(origin_directory, ignore_errors=True)
+        _safefs.remove_tree(origin_directory, ignore_errors=True)
     return destination
 
 
@@ -286,7 +292,7 @@ def read_back(shared_dir: str, output_file: str) -> Iterator[str]:
         with _safefs.open_regular(shared_dir, output_file) as handle:
             yield from lines_of(handle, output_file)
     finally:
-        shutil.rmtree(shared_dir, ignore_errors=True)
+        _safefs.remove_tree(shared_dir, ignore_errors=True)
 
 
 def read_binary(shared_dir: str, output_file: str) -> bytes:
@@ -296,4 +302,4 @@ def read_binary(shared_dir: str, output_file: str) -> bytes:
         with _safefs.open_regular(shared_dir, output_file) as handle:
             return handle.read()
     finally:
-        shutil.rmtree(shared_dir, ignore_errors=True)
+        _safefs.remove_tree(shared_dir, ignore_errors=True)

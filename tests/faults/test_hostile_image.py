@@ -202,4 +202,8 @@ def test_reuse_mode_isolates_partitions_and_refuses_links(busybox, session_tmp):
     assert report["survivors"] == [0] * report["partitions"], report["survivors"]
     assert report["partitions_per_container"] > 1, report  # the containers were reused
     assert report["link_refused"] == "UnsafeOutputError" and not report["secret_in_error"]
+    assert report["binary_parts"] == [f"part-{i:05d}.bin" for i in range(4)]
+    assert report["binary_lines_match"]
+    assert report["binary_refused"] == "UnsafeOutputError"
+    assert not report["secret_in_binary_error"]
     assert report["left_containers"] == 0 and report["left_dirs"] == []

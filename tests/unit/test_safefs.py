@@ -181,6 +181,38 @@ def test_regular_files_refuses_a_link_among_the_inputs(host):
         list(_safefs.regular_files(str(shared)))
 
 
+def test_regular_files_refuses_a_linked_directory_without_opening_it(host, tmp_path):
+    shared, _ = host
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (shared / "input.txt").write_bytes(b"a\n")
+    (shared / "dir").symlink_to(outside)
+    with pytest.raises(_safefs.NotRegularFile) as info:
+        list(_safefs.regular_files(str(shared)))
+    assert info.value.kind == "a symbolic link" and info.value.target == str(outside)
+
+
+def test_remove_tree_removes_a_tree_of_any_depth_without_following_links(host, tmp_path):
+    shared, secret = host
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    descriptor = os.open(shared, os.O_RDONLY | os.O_DIRECTORY)
+    for level in range(1500):  # deeper than recursion (or a descriptor per level) allows
+        os.mkdir("d", dir_fd=descriptor)
+        os.symlink(str(outside), "link", dir_fd=descriptor)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=descriptor)
+        os.close(descriptor)
+        descriptor = inner
+    os.close(descriptor)
+    root = shared.parent
+    _safefs.remove_tree(str(root))
+    assert not root.exists()
+    assert secret.read_bytes() == SECRET and os.listdir(outside) == ["keep.txt"]
+    _safefs.remove_tree(str(root))  # already gone: nothing to do
+
+
 def test_regular_files_in_sorted_order(host):
     shared, _ = host
     for name in ("b.txt", "a/z.txt", "a/y.txt"):

@@ -7,10 +7,12 @@ running (``sleep 1001``), then starts two of its own in the background: a
 sleeper, and a loop that keeps pointing ``/shared/input.txt`` and
 ``/shared/output.txt`` at a host file (the victim). With warm containers,
 a process that survived its partition would make lofn write the next
-partition's input into the victim. Then a command whose output is a link
-to a host secret must be refused without the secret reaching the driver.
+partition's input into the victim. Then map_binary in reuse mode keeps
+regular outputs, and a command whose output is a link to a host secret must
+be refused (by map and by map_binary) without the secret reaching the driver.
 """
 
+import gzip
 import json
 import os
 import sys
@@ -58,6 +60,22 @@ out = warm.map(sc.parallelize(rows, PARTITIONS), image, COMMAND,
 counts = [int(lines[0]) for lines in out]
 survivors = [int(lines[1].split()[1]) for lines in out]
 
+# map_binary in reuse mode: regular outputs are kept, a linked one refused
+with warm.map_binary(sc.parallelize(rows, 4), image,
+                     "gzip -c /shared/input.txt > /shared/output.bin",
+                     docker_options=NETWORK) as directory:
+    parts = sorted(os.listdir(directory))
+    binary_lines = sorted(line for part in parts for line in gzip.decompress(
+        open(os.path.join(directory, part), "rb").read()).decode().splitlines())
+binary_refused = None
+try:
+    with warm.map_binary(sc.parallelize(rows, 2), image, f"ln -s {secret} /shared/output.bin",
+                         docker_options=NETWORK):
+        pass
+except Exception as exc:  # noqa: BLE001 - expected
+    binary_refused = type(exc).__name__
+    secret_in_binary_error = secret_text in str(exc)
+
 link_refused, secret_in_error = None, None
 try:
     warm.map(sc.parallelize(["x"], 1), image, f"ln -s {secret} /shared/output.txt",
@@ -91,6 +109,8 @@ print(json.dumps({
     "left_containers": len(client.api.containers(all=True,
                                                  filters={"label": f"lofn.app={app}"})),
     "left_dirs": left_dirs(),
+    "binary_parts": parts, "binary_lines_match": binary_lines == sorted(rows),
+    "binary_refused": binary_refused, "secret_in_binary_error": secret_in_binary_error,
     "warm_containers": len(seen),
     "by_count": dict(Counter(counts)),
 }))
