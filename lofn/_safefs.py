@@ -41,10 +41,12 @@ _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_DEPTH = 64  # directory descriptors open at once while emptying a tree
+_MAX_NESTING = 256  # directory levels regular_files walks (lofn's inputs need few)
 
 _KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a named pipe (FIFO)",
           stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFDIR: "a directory"}
+
 
 class NotRegularFile(OSError):
     """An entry in a container-writable directory is not what the host may touch.
@@ -235,46 +237,75 @@ def remove_tree(directory: str, ignore_errors: bool = False) -> None:
     A missing ``directory`` is not an error.
     """
     try:
-        empty(directory)
+        try:
+            descriptor = os.open(directory, _DIRECTORY)
+        except FileNotFoundError:
+            return
+        try:
+            _empty_at(descriptor)
+        finally:
+            os.close(descriptor)
         os.rmdir(directory)
-    except FileNotFoundError:
-        pass
     except OSError:
         if not ignore_errors:
             raise
 
 
+def _listing(descriptor: int) -> list[str]:
+    """Unlink every entry of the directory but its subdirectories; return their names."""
+    directories = []
+    with os.scandir(descriptor) as listing:
+        entries = list(listing)
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                directories.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=descriptor)
+        except FileNotFoundError:  # removed meanwhile (by the container's own process)
+            pass
+    return directories
+
+
 def _empty_at(top: int) -> None:
     """Remove everything below the directory ``top``, depth first, without recursion.
 
-    At most ``_MAX_DEPTH`` descriptors are open at once: a directory deeper
-    than that is renamed into ``top`` first and emptied from there, so no
-    depth of tree is too deep.
+    Each directory is listed once, so the work is linear in the size of the
+    tree and ends even while a process keeps adding entries (the removal of
+    a directory that gained some then fails). At most ``_MAX_DEPTH``
+    descriptors are open at once: a directory deeper than that is renamed
+    into ``top`` first and emptied from there, so no tree is too deep.
     """
-    stack = [(top, "")]  # (descriptor, its name in the directory below it)
+    stack = [(top, "", _listing(top))]  # (descriptor, name below, subdirectories left)
     try:
         while stack:
-            descriptor = stack[-1][0]
-            inner = None
-            with os.scandir(descriptor) as listing:
-                entries = list(listing)
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    inner = inner or entry.name
-                else:
-                    os.unlink(entry.name, dir_fd=descriptor)
-            if inner is None:  # empty now: remove it from the directory below it
-                _, name = stack.pop()
+            descriptor, _, pending = stack[-1]
+            if not pending:  # empty now: remove it from the directory below it
+                _, name, _ = stack.pop()
                 if stack:
                     os.close(descriptor)
-                    os.rmdir(name, dir_fd=stack[-1][0])
-            elif len(stack) < _MAX_DEPTH:
-                stack.append((os.open(inner, _DIRECTORY, dir_fd=descriptor), inner))
-            else:
-                os.rename(inner, f".lofn-deep-{os.urandom(8).hex()}",
-                          src_dir_fd=descriptor, dst_dir_fd=top)
+                    try:
+                        os.rmdir(name, dir_fd=stack[-1][0])
+                    except FileNotFoundError:
+                        pass
+                continue
+            name = pending.pop()
+            if len(stack) >= _MAX_DEPTH:
+                moved = f".lofn-deep-{os.urandom(8).hex()}"
+                os.rename(name, moved, src_dir_fd=descriptor, dst_dir_fd=top)
+                stack[0][2].append(moved)
+                continue
+            try:
+                inner = os.open(name, _DIRECTORY, dir_fd=descriptor)
+            except FileNotFoundError:
+                continue
+            try:
+                stack.append((inner, name, _listing(inner)))
+            except BaseException:
+                os.close(inner)
+                raise
     finally:
-        for descriptor, _ in stack[1:]:
+        for descriptor, _, _ in stack[1:]:
             os.close(descriptor)
 
 
@@ -294,15 +325,17 @@ def regular_files(root: str) -> Iterator[tuple[str, BinaryIO]]:
 
 def _regular_files_at(descriptor: int, shown: str,
                       relative: str) -> Iterator[tuple[str, BinaryIO]]:
+    if relative.count("/") >= _MAX_NESTING:
+        raise NotRegularFile(shown, f"a directory more than {_MAX_NESTING} levels deep")
     with os.scandir(descriptor) as listing:
         entries = sorted(listing, key=lambda entry: entry.name)
-    directories = [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+    directories = {entry.name for entry in entries if entry.is_dir(follow_symlinks=False)}
     for entry in entries:
         if entry.name not in directories:
             with _open_regular_at(descriptor, entry.name,
                                   os.path.join(shown, entry.name)) as handle:
                 yield os.path.join(relative, entry.name), handle
-    for name in directories:
+    for name in sorted(directories):
         path = os.path.join(shown, name)
         inner = _open_directory(descriptor, name, path, create=False)
         try:

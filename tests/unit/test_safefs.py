@@ -213,6 +213,44 @@ def test_remove_tree_removes_a_tree_of_any_depth_without_following_links(host, t
     _safefs.remove_tree(str(root))  # already gone: nothing to do
 
 
+def test_regular_files_refuses_a_tree_nested_too_deep(host):
+    shared, _ = host
+    os.makedirs(shared / "/".join(["d"] * 300))
+    with pytest.raises(_safefs.NotRegularFile, match="levels deep"):
+        list(_safefs.regular_files(str(shared)))
+
+
+def test_emptying_ends_while_a_process_keeps_adding_entries(host):
+    shared, _ = host
+    stop, outcome = threading.Event(), []
+
+    def add():  # a process the container left, adding directories and files without end
+        for i in range(10 ** 9):
+            if stop.is_set():
+                return
+            try:
+                os.makedirs(shared / f"x{i}" / "y")
+                (shared / f"f{i}").write_text("z")
+            except OSError:
+                pass
+
+    def empty():
+        try:
+            _safefs.empty(str(shared))
+            outcome.append("emptied")
+        except OSError as exc:  # a directory that gained entries cannot be removed
+            outcome.append(exc)
+
+    adder = threading.Thread(target=add, daemon=True)
+    adder.start()
+    emptier = threading.Thread(target=empty, daemon=True)
+    emptier.start()
+    emptier.join(120)  # a liveness bound, not a speed check: listing again forever never ends
+    stop.set()
+    adder.join()
+    assert outcome, "empty() was still running while entries kept coming"
+
+
 def test_regular_files_in_sorted_order(host):
     shared, _ = host
     for name in ("b.txt", "a/z.txt", "a/y.txt"):
