@@ -53,15 +53,13 @@ class ResultCache:
         if self.on_hdfs:
             if self.hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
                 return False
-            with self.hdfs.call(f"read {path!r}", "read", path) as source, \
-                    _safefs.create(directory, name) as target:
-                shutil.copyfileobj(source, target, 1 << 20)
-            return True
-        try:
-            source = open(path, "rb")
-        except FileNotFoundError:
-            return False
-        with source, _safefs.create(directory, name) as target:
+            entry = self.hdfs.call(f"read {path!r}", "read", path)
+        else:
+            try:
+                entry = open(path, "rb")
+            except FileNotFoundError:
+                return False
+        with entry as source, _safefs.create(directory, name) as target:
             shutil.copyfileobj(source, target, 1 << 20)
         return True
 

@@ -191,15 +191,16 @@ class ContainerJob:
     def output_errors(self, task: TaskDirectory, name: str) -> Iterator[None]:
         """Turn a missing or non-regular output ``name`` into the lofn error that says so."""
         path = os.path.join(task.shared, name)
-        where = (f"{os.path.join(self.shared_mountpoint, name)} (host "
-                 f"{socket.gethostname()}:{path})")
-        fields = {"image": self.image, "command": self.command, "partition": _task_ids()[1]}
         try:
             yield
-        except _safefs.MissingFile as exc:
-            raise MissingOutputError(f"container exited 0 but did not write {where}",
-                                     **fields) from exc
-        except _safefs.NotRegularFile as exc:
+        except (_safefs.MissingFile, _safefs.NotRegularFile) as exc:
+            where = (f"{os.path.join(self.shared_mountpoint, name)} (host "
+                     f"{socket.gethostname()}:{path})")
+            fields = {"image": self.image, "command": self.command,
+                      "partition": _task_ids()[1]}
+            if isinstance(exc, _safefs.MissingFile):
+                raise MissingOutputError(f"container exited 0 but did not write {where}",
+                                         **fields) from exc
             what = exc.kind + (f" to {exc.target!r}" if exc.target is not None else "")
             problem = (f"is {what}, not a regular file" if exc.path == path else
                        f"lies behind {exc.path}, which is {what}")
