@@ -131,6 +131,16 @@ def pipe(sc):
     return DockerPipe(SparkConf())
 
 
+@pytest.fixture
+def host(session_tmp):
+    """A host file next to the task directories that no container can see (tests/hostile.py)."""
+    from tests.hostile import Host
+
+    host = Host(session_tmp)
+    yield host
+    host.remove()
+
+
 @pytest.fixture(scope="session")
 def session_tmp() -> str:
     """The session's temp root (``TMPDIR`` of the driver and of every executor)."""

@@ -17,6 +17,7 @@ from lofn import hdfs_handler
 from lofn.api import DockerPipe
 from lofn.errors import HdfsUnavailable, InvalidArgument
 from tests.conftest import lofn_temp_entries
+from tests.hostile import refused
 
 pytestmark = pytest.mark.cluster
 
@@ -180,11 +181,8 @@ def test_no_address_anywhere_needs_an_hdfs_url(monkeypatch, tmp_path):
         DockerPipe(yarn_conf(), volumes={"/ref": {"bind": "/ref"}})
 
 
-def test_result_cache_on_hdfs_stores_no_host_file(hdfs_env, sc, busybox, session_tmp):
+def test_result_cache_on_hdfs_stores_no_host_file(hdfs_env, sc, busybox, host):
     """A hostile image's linked output is refused and nothing of it reaches the HDFS cache."""
-    from tests.faults.test_hostile_image import Host, refused
-
-    host = Host(session_tmp)
     cache = f"/hostile-cache-{host.name}"
     try:
         pipe = DockerPipe(SparkConf(), result_cache=f"hdfs://{cache}")
@@ -197,5 +195,4 @@ def test_result_cache_on_hdfs_stores_no_host_file(hdfs_env, sc, busybox, session
             if client.status(cache, strict=False) else []
         assert stored == [], f"entries stored on HDFS for refused outputs: {stored}"
     finally:
-        host.remove()
         hdfs_env.client().delete(cache, recursive=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import lofn_containers, lofn_temp_entries
-from tests.faults.test_hostile_image import Host
 
 pytestmark = pytest.mark.cluster
 
@@ -33,13 +32,6 @@ def packed_env(tmp_path_factory):
     subprocess.run(["bash", str(ROOT / "scripts" / "pack_env.sh"), str(archive)], check=True,
                    capture_output=True, timeout=600)
     return archive
-
-
-@pytest.fixture
-def host(session_tmp):
-    host = Host(session_tmp)
-    yield host
-    host.remove()
 
 
 def test_end_to_end_job_on_yarn(hadoop, packed_env, busybox, docker_client, session_tmp, host):
