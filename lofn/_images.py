@@ -32,11 +32,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.utils import parse_repository_tag
 
-from lofn.docker_handler import get_client
+from lofn import _engine
 from lofn.errors import ImageUnavailable, InvalidArgument, TemporaryDirectoryError
 
 __all__ = ["Shipment", "ship", "lock_path", "LOCK_DIR"]
@@ -116,10 +115,10 @@ class Shipment:
                              f"(no {path} on host {host})", partition)
         size = os.path.getsize(path)
         started = time.monotonic()
-        transfer = docker.from_env(timeout=TRANSFER_TIMEOUT)
+        transfer = _engine.connect(TRANSFER_TIMEOUT)
         try:
             with open(path, "rb") as data:
-                loaded = [image.id for image in transfer.images.load(data)]
+                loaded = [str(image.id) for image in transfer.images.load(data)]
         except (APIError, DockerException, OSError) as exc:
             raise self._fail(f"could not load {path} ({size / 1e6:.1f} MB) into the Docker "
                              f"engine of host {host}: {exc}", partition) from exc
@@ -244,23 +243,23 @@ def ship(sc, image: str, temporary_directory_parent: str | None = None,
     if "@" in image:
         raise InvalidArgument(f"ship_image cannot ship the digest reference {image!r}: "
                               "use name:tag or the image ID")
-    client = get_client()
+    client = _engine.client()
     try:
         found = client.images.get(image)
     except ImageNotFound as exc:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         raise ImageUnavailable(
-            f"image {image!r} is not on the driver's Docker engine ({where} on "
+            f"image {image!r} is not on the driver's Docker engine ({_engine.address()} on "
             f"{socket.gethostname()}); ship_image=True sends the driver's copy to the "
             "executors, so build, pull or load it on the driver first", image=image) from exc
     repository, tag = parse_repository_tag(image)
-    reference = f"{repository}:{tag or 'latest'}"
-    hex_id = found.id.split(":")[-1]
+    reference: str | None = f"{repository}:{tag or 'latest'}"
+    image_id = str(found.id)
+    hex_id = image_id.split(":")[-1]
     bare = image.split(":", 1)[1] if image.startswith("sha256:") else image
     if reference not in found.tags and hex_id.startswith(bare.lower()):
         reference = None  # an image ID: nothing to tag on the executors
     if not save:
-        return Shipment(image, found.id, None, reference)
+        return Shipment(image, image_id, None, reference)
     with _lock:
         app = sc.applicationId
         saved = _saved.get(app)
@@ -270,21 +269,21 @@ def ship(sc, image: str, temporary_directory_parent: str | None = None,
             saved = _saved[app] = _Saved(
                 tempfile.mkdtemp(prefix="lofn-image-", dir=temporary_directory_parent), {})
             _remove_when_stopped(sc, app)
-        name = saved.files.get(found.id)
+        name = saved.files.get(image_id)
         if name is None:
             name = f"lofn-image-{hex_id}.tar"
             path = os.path.join(saved.directory, name)
             _save(found, reference if reference in found.tags else None, path)
             sc.addFile(path)
-            saved.files[found.id] = name
-    return Shipment(image, found.id, name, reference)
+            saved.files[image_id] = name
+    return Shipment(image, image_id, name, reference)
 
 
 def _save(image, named: str | None, path: str) -> None:
     """``docker save`` ``image`` (under ``named``, if given) into ``path``."""
     started = time.monotonic()
     partial = path + ".partial"
-    transfer = docker.from_env(timeout=TRANSFER_TIMEOUT)
+    transfer = _engine.connect(TRANSFER_TIMEOUT)
     try:
         with open(partial, "wb") as target:
             for chunk in transfer.api.get_image(named or image.id, chunk_size=_CHUNK):

@@ -24,9 +24,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import IO, cast
 
-from lofn import _safefs
+from docker.errors import APIError
 
+from lofn import _engine, _safefs
 
 _watchdog: tuple[int, subprocess.Popen, set[str]] | None = None
 
@@ -48,8 +50,9 @@ def watch(parent: str) -> None:
         _watchdog = (os.getpid(), process, set())
     _, process, parents = _watchdog
     if parent not in parents:
-        process.stdin.write(parent.encode() + b"\n")
-        process.stdin.flush()
+        stdin = cast(IO[bytes], process.stdin)  # stdin=PIPE above
+        stdin.write(parent.encode() + b"\n")
+        stdin.flush()
         parents.add(parent)
 
 
@@ -115,10 +118,7 @@ def _remove_containers(labels: dict[str, str], which=lambda labels: True) -> lis
     Returns the removed containers as the engine lists them (``Id``,
     ``Labels``, ``Mounts``...).
     """
-    import docker
-    from docker.errors import APIError
-
-    client = docker.from_env()
+    client = _engine.client()
     removed = []
     filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
     for container in client.api.containers(all=True, filters=filters):

@@ -8,17 +8,16 @@ The container is removed when the stream ends, fails, or is abandoned.
 
 from __future__ import annotations
 
-import collections
+import os
 import socket
 import threading
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from docker.errors import APIError, NotFound
-from docker.models.containers import _create_container_args
 from docker.utils.socket import STDERR, STDOUT, frames_iter
 
+from lofn._engine import Deadline, StderrTail
 from lofn.docker_handler import (
-    STDERR_TAIL_LINES,
     ContainerSpec,
     _exit_failure,
     _failure,
@@ -37,79 +36,72 @@ def run_streaming(spec: ContainerSpec, chunks: Iterable[bytes]) -> Iterator[byte
     """
     client = get_client()
     ensure_image(client, spec.image, spec.pull, spec.partition)
-    # StdinOnce: the engine closes the container's stdin when we half-close
-    # ours. The SDK does not expose it, so the SDK's own translation builds
-    # the configuration and the flag is set on it before creating.
-    arguments = _create_container_args(
-        {**spec.create_kwargs(), "image": spec.image, "stdin_open": True, "tty": False,
-         "version": client.api._version})
-    name = arguments.pop("name", None)
-    config = client.api.create_container_config(**arguments)
-    config["StdinOnce"] = True
     try:
-        container = client.containers.get(
-            client.api.create_container_from_config(config, name)["Id"])
+        # stdin_open on a container not created detached also sets StdinOnce: the
+        # engine closes the container's stdin when we half-close our connection
+        container = client.containers.create(
+            spec.image, **{**spec.create_kwargs(), "stdin_open": True, "tty": False})
     except APIError as exc:
         raise _failure(spec, f"the Docker engine refused to create the container: "
                              f"{exc.explanation or exc}") from exc
-    timed_out = threading.Event()
-    timer = None
     writer_error: list[BaseException] = []
+
+    def feed(stdin) -> None:
+        try:
+            for chunk in chunks:
+                stdin.sendall(chunk)
+        except OSError:
+            pass  # the container stopped reading (it exited); its exit code tells why
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the reading thread
+            writer_error.append(exc)
+        finally:
+            try:
+                stdin.shutdown(socket.SHUT_WR)  # EOF on the container's stdin
+            except OSError:
+                pass
+            if stdin is not attached:
+                stdin.close()
+
     try:
         attached = client.api.attach_socket(
-            container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-        raw = getattr(attached, "_sock", attached)
+            str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         container.start()
-        if spec.timeout is not None:
-            def kill():
-                timed_out.set()
-                container.kill()
-            timer = threading.Timer(spec.timeout, kill)
-            timer.daemon = True
-            timer.start()
-
-        def feed():
-            try:
-                for chunk in chunks:
-                    raw.sendall(chunk)
-            except OSError:
-                pass  # the container stopped reading (it exited); its exit code tells why
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the reading thread
-                writer_error.append(exc)
-            finally:
-                try:
-                    raw.shutdown(socket.SHUT_WR)  # EOF on the container's stdin
-                except OSError:
-                    pass
-
-        writer = threading.Thread(target=feed, daemon=True)
-        writer.start()
-        stderr = collections.deque(maxlen=STDERR_TAIL_LINES + 1)
-        partial = b""
-        for stream, data in frames_iter(attached, tty=False):
-            if stream == STDOUT:
-                yield data
-            elif stream == STDERR:
-                lines = (partial + data).split(b"\n")
-                partial = lines.pop()
-                stderr.extend(lines)
-        writer.join()
-        if writer_error:
-            raise writer_error[0]
-        stderr.append(partial)
-        tail = b"\n".join(stderr).strip(b"\n").decode("utf-8", "replace")
-        code = container.wait().get("StatusCode")
-        if timed_out.is_set():
-            raise _timeout_failure(spec, tail)
+        with Deadline(spec.timeout, container.kill) as deadline:
+            writer = threading.Thread(target=feed, args=(_writable(attached),), daemon=True)
+            writer.start()
+            stderr = StderrTail()
+            for stream, data in frames_iter(attached, tty=False):
+                if stream == STDOUT:
+                    yield data
+                elif stream == STDERR:
+                    stderr.add(data)
+            writer.join()
+            if writer_error:
+                raise writer_error[0]
+            code = container.wait().get("StatusCode")
+        if deadline.fired:
+            raise _timeout_failure(spec, stderr.text())
         if code != 0:
-            raise _exit_failure(spec, container, code, tail)
+            raise _exit_failure(spec, container, code, stderr.text())
     finally:
-        if timer is not None:
-            timer.cancel()
         try:
             container.remove(force=True)
         except NotFound:
             pass
+
+
+def _writable(attached):
+    """What writes to, and half-closes, the attach connection ``attached``.
+
+    Over TLS (and SSH), docker-py's ``attach_socket`` returns the socket
+    itself; over a plain unix or TCP connection it returns the socket's file
+    object (``socket.SocketIO``), which can neither ``sendall`` nor half-close:
+    a new socket on a duplicate of its descriptor can, on the same connection.
+    The caller closes that one.
+    """
+    if hasattr(attached, "sendall"):
+        return attached
+    return socket.socket(fileno=os.dup(attached.fileno()))
 
 
 def split_records(chunks: Iterable[bytes], delimiter: bytes | None) -> Iterator[bytes]:

@@ -13,19 +13,16 @@ import logging
 import os
 import posixpath
 import shlex
-import threading
 from dataclasses import dataclass, field
 
-import docker
-import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from lofn import _options
+from lofn import _engine, _options
+from lofn._engine import Deadline, StderrTail, logs_tail
 from lofn._reaper import owner_labels
 from lofn.errors import (
     ContainerTimeout,
     DockerFailure,
-    DockerUnavailable,
     ImageUnavailable,
     InvalidArgument,
     InvalidArgumentType,
@@ -40,43 +37,12 @@ logger = logging.getLogger(__name__)
 #: Label put on every container lofn starts, so strays can be found with
 #: ``docker ps -a --filter label=lofn``.
 LABEL = "lofn"
-STDERR_TAIL_LINES = 20
 #: What to do when the image is not on the host: ``never`` pull (fail with
 #: :class:`~lofn.errors.ImageUnavailable`), pull if ``missing``, or pull once
 #: per worker process (``always``).
-PULL_POLICIES = ("never", "missing", "always")
 
-_clients: dict[int, docker.DockerClient] = {}
-
-
-def get_client() -> docker.DockerClient:
-    """Return this process's Docker client, connecting on first use.
-
-    The engine is found as the docker CLI finds it: ``DOCKER_HOST``,
-    ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``, else the local socket.
-
-    Raises:
-        DockerUnavailable: no engine answers, or this user may not use it.
-    """
-    pid = os.getpid()
-    client = _clients.get(pid)
-    if client is None:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        try:
-            client = docker.from_env()
-            client.ping()
-        except (DockerException, OSError) as exc:
-            hint = ("this user may not use the Docker socket: add it to the 'docker' group "
-                    "or point DOCKER_HOST at an engine it may use"
-                    if "Permission denied" in str(exc) else
-                    "start the engine (e.g. 'systemctl start docker' or 'dockerd &') or "
-                    "point DOCKER_HOST at a running one")
-            raise DockerUnavailable(
-                f"cannot reach the Docker engine at {where} from host {os.uname().nodename}: "
-                f"{exc}; {hint}") from exc
-        _clients.clear()  # a forked worker must not reuse its parent's connection
-        _clients[pid] = client
-    return client
+# this process's Docker client, under the seed's name
+get_client = _engine.client
 
 
 @dataclass(frozen=True)
@@ -93,7 +59,7 @@ class ContainerSpec:
         name: container name, or ``None`` for one chosen by the engine.
         partition: Spark partition id, for error messages.
         timeout: seconds the container may run; it is killed at the deadline.
-        pull: the image pull policy, one of :data:`PULL_POLICIES`.
+        pull: the image pull policy, one of :data:`lofn.options.PULL_POLICIES`.
     """
 
     image: str
@@ -156,15 +122,10 @@ def _exit_failure(spec: ContainerSpec, container, code: int, stderr: str) -> Doc
     container.reload()
     if container.attrs.get("State", {}).get("OOMKilled"):
         limit = spec.options.get("mem_limit", "the engine's default")
-        return _failure(spec, f"container was killed for exceeding its memory limit ({limit}); "
-                              "raise it with docker_options ['--memory', SIZE]",
-                        cls=OutOfMemory, exit_code=code, stderr=stderr)
+        return _failure(spec, f"container was killed for exceeding its memory limit ({limit})",
+                        cls=OutOfMemory, exit_code=code, stderr=stderr,
+                        hint="raise it with docker_options ['--memory', SIZE]")
     return _failure(spec, f"container exited with code {code}", exit_code=code, stderr=stderr)
-
-
-def _stderr(container) -> str:
-    return container.logs(stdout=False, stderr=True, tail=STDERR_TAIL_LINES).decode(
-        "utf-8", "replace")
 
 
 _pulled: set[tuple[int, str]] = set()
@@ -176,8 +137,6 @@ def ensure_image(client, image: str, policy: str = "never", partition: int | Non
     Raises:
         ImageUnavailable: the image is missing and ``policy`` is ``never``, or the pull failed.
     """
-    if policy not in PULL_POLICIES:
-        raise InvalidArgument(f"image_pull {policy!r} is not one of {', '.join(PULL_POLICIES)}")
     host = os.uname().nodename
     if policy != "always" or (os.getpid(), image) in _pulled:
         try:
@@ -187,10 +146,10 @@ def ensure_image(client, image: str, policy: str = "never", partition: int | Non
             pass
     if policy == "never":
         raise ImageUnavailable(
-            f"image {image!r} is not present on host {host} and image_pull is 'never': build or "
-            "load it on every executor host, or pass image_pull='missing' (from a registry) "
-            "or ship_image=True (from the driver, no registry) to DockerPipe",
-            image=image, partition=partition)
+            f"image {image!r} is not present on host {host} and image_pull is 'never'",
+            image=image, partition=partition,
+            hint="build or load it on every executor host, or pass image_pull='missing' (from a "
+                 "registry) or ship_image=True (from the driver, no registry) to DockerPipe")
     try:
         logger.info("pulling image %s on %s (image_pull=%s)", image, host, policy)
         client.images.pull(image)
@@ -224,15 +183,12 @@ def run_container(spec: ContainerSpec) -> None:
     logger.debug("created container %s for partition %s", container.short_id, spec.partition)
     try:
         container.start()
-        try:
-            code = container.wait(timeout=spec.timeout).get("StatusCode")
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
-            if spec.timeout is None:
-                raise
-            container.kill()
-            raise _timeout_failure(spec, _stderr(container)) from exc
+        with Deadline(spec.timeout, container.kill) as deadline:
+            code = container.wait().get("StatusCode")
+        if deadline.fired:
+            raise _timeout_failure(spec, logs_tail(container))
         if code != 0:
-            raise _exit_failure(spec, container, code, _stderr(container))
+            raise _exit_failure(spec, container, code, logs_tail(container))
     except APIError as exc:
         raise _failure(spec, f"the Docker engine failed to run the container: "
                              f"{exc.explanation or exc}") from exc
@@ -313,41 +269,26 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
     entrypoint = spec.options.get("entrypoint")
     argv = ["sh", "-c", _ISOLATE, "lofn-partition",
             *(shlex.split(entrypoint) if entrypoint else []), "sh", "-c", spec.command]
-    timer = None
-    timed_out = threading.Event()
+    deadline = Deadline(spec.timeout, container.kill)
     try:
         exec_id = client.api.exec_create(
             container.id, argv, user=kwargs["user"], environment=kwargs.get("environment"),
             workdir=kwargs.get("working_dir"))["Id"]
-        if spec.timeout is not None:
-            def kill():
-                timed_out.set()
-                container.kill()
-            timer = threading.Timer(spec.timeout, kill)
-            timer.daemon = True
-            timer.start()
-        stderr = collections.deque(maxlen=STDERR_TAIL_LINES + 1)
-        partial = b""
-        for _, err in client.api.exec_start(exec_id, stream=True, demux=True):
-            if err:
-                lines = (partial + err).split(b"\n")
-                partial = lines.pop()
-                stderr.extend(lines)
-        stderr.append(partial)
-        tail = b"\n".join(stderr).strip(b"\n").decode("utf-8", "replace")
-        code = client.api.exec_inspect(exec_id)["ExitCode"]
+        with deadline:
+            stderr = StderrTail()
+            for _, err in client.api.exec_start(exec_id, stream=True, demux=True):
+                if err:
+                    stderr.add(err)
+            code = client.api.exec_inspect(exec_id)["ExitCode"]
     except APIError as exc:
         _discard(key)
         raise _failure(spec, f"the Docker engine failed to exec in the container: "
                              f"{exc.explanation or exc}") from exc
-    finally:
-        if timer is not None:
-            timer.cancel()
-    if timed_out.is_set():
+    if deadline.fired:
         _discard(key)
-        raise _timeout_failure(spec, tail)
+        raise _timeout_failure(spec, stderr.text())
     if code != 0:
-        failure = _exit_failure(spec, container, code, tail)
+        failure = _exit_failure(spec, container, code, stderr.text())
         _discard(key)
         raise failure
 
@@ -413,7 +354,10 @@ def _overlaps(first: str, second: str) -> bool:
     return os.path.commonpath([first, second]) in (first, second)
 
 
-def run(image_name, command, bind_files, volume_files, **kwargs):
+def run(image_name: str, command: str, bind_files: list[str], volume_files: list[str], *,
+        docker_options: list[str] | None = None, volumes: dict | None = None,
+        temporary_directory_parent: str | None = None,
+        master_type: str | None = None) -> str | bool:
     """Run one container, returning ``False`` on success or a failure message.
 
     Args:
@@ -426,19 +370,20 @@ def run(image_name, command, bind_files, volume_files, **kwargs):
         docker_options: additional ``docker run`` flags, as a list.
         volumes: user volumes, as for :class:`lofn.api.DockerPipe`.
         temporary_directory_parent: accepted for compatibility; unused.
+        master_type: accepted for compatibility; unused.
 
     Returns:
         ``False`` if the container exited 0, else the failure message.
     """
-    unknown = set(kwargs) - {"docker_options", "volumes", "temporary_directory_parent",
-                             "master_type"}
-    if unknown:
-        raise InvalidArgumentType(f"run() got unexpected keyword arguments {sorted(unknown)}")
-    mounts = {host: {"bind": bind, "mode": "rw"} for host, bind in zip(volume_files, bind_files)}
-    if kwargs.get("volumes"):
-        mounts.update(validate_user_input(kwargs["volumes"]))
+    if len(bind_files) != len(volume_files):
+        raise InvalidArgument(f"run() needs one bind path per volume file, got {bind_files!r} "
+                              f"for {volume_files!r}")
+    mounts = {host: {"bind": bind, "mode": "rw"}
+              for host, bind in zip(volume_files, bind_files, strict=True)}
+    if volumes:
+        mounts.update(validate_user_input(volumes))
     spec = ContainerSpec(image_name, command, volumes=mounts,
-                         options=_options.parse_docker_options(kwargs.get("docker_options")))
+                         options=_options.parse_docker_options(docker_options))
     return _status(spec)
 
 
