@@ -25,10 +25,11 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO
 
 from lofn import _safefs
-from lofn.errors import HdfsFailure
+from lofn.errors import HdfsFailure, InvalidArgument
 from lofn.hdfs_handler import HdfsConfig
 
 
@@ -43,6 +44,13 @@ class ResultCache:
     def on_hdfs(self) -> bool:
         return self.location.startswith("hdfs://")
 
+    @property
+    def _hdfs(self) -> HdfsConfig:
+        if self.hdfs is None:
+            raise InvalidArgument(f"result_cache {self.location!r} is on HDFS, which this "
+                                  "pipe cannot reach (no HDFS configuration)")
+        return self.hdfs
+
     def _path(self, key: str) -> str:
         root = self.location[len("hdfs://"):] if self.on_hdfs else self.location
         return f"{root.rstrip('/')}/{key[:2]}/{key}"
@@ -51,12 +59,12 @@ class ResultCache:
         """Copy the entry for ``key`` to a new file ``name`` in ``directory``; ``False`` if none."""
         path = self._path(key)
         if self.on_hdfs:
-            if self.hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
+            if self._hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
                 return False
-            entry = self.hdfs.call(f"read {path!r}", "read", path)
+            entry = self._hdfs.call(f"read {path!r}", "read", path)
         else:
             try:
-                entry = open(path, "rb")
+                entry = open(path, "rb")  # noqa: SIM115 - closed by the with below
             except FileNotFoundError:
                 return False
         with entry as source, _safefs.create(directory, name) as target:
@@ -68,12 +76,12 @@ class ResultCache:
         path = self._path(key)
         if self.on_hdfs:
             temporary = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
-            self.hdfs.call(f"store {path!r}", "write", temporary, data=source)
+            self._hdfs.call(f"store {path!r}", "write", temporary, data=source)
             try:
-                self.hdfs.call(f"store {path!r}", "rename", temporary, path)
+                self._hdfs.call(f"store {path!r}", "rename", temporary, path)
             except HdfsFailure:  # another attempt stored the same result first
-                self.hdfs.call(f"remove {temporary!r}", "delete", temporary)
-                if self.hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
+                self._hdfs.call(f"remove {temporary!r}", "delete", temporary)
+                if self._hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
                     raise
             return
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -97,6 +105,6 @@ def run_key(image_id: str, command: str, options: dict, volumes: dict, output_na
     for relative, handle in _safefs.regular_files(shared):
         size = os.fstat(handle.fileno()).st_size
         digest.update(f"{len(relative)}:{relative}:{size}:".encode())
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(partial(handle.read, 1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

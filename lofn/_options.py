@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from docker.types import DeviceRequest, Ulimit
 
@@ -81,14 +81,19 @@ def _tmpfs(value: str) -> dict:
     return {"tmpfs": {path: options}}
 
 
-def _volume(value: str) -> dict:
+def parse_volume(value: str) -> tuple[str, dict]:
+    """``HOST:BIND[:ro|rw]`` -> (HOST, ``{'bind': BIND, 'mode': MODE}``), as ``docker run -v``."""
     parts = value.split(":")
-    if len(parts) not in (2, 3):
-        raise InvalidArgument(
-            f"-v/--volume takes HOST_PATH:CONTAINER_PATH[:ro|rw], got {value!r}")
+    if len(parts) not in (2, 3) or not all(parts) or parts[2:] not in ([], ["ro"], ["rw"]):
+        raise InvalidArgument(f"volume {value!r} is not HOST:BIND, HOST:BIND:ro or HOST:BIND:rw")
     source, bind = parts[0], parts[1]
     mode = parts[2] if len(parts) == 3 else "ro"
-    return {"volumes": {source: {"bind": bind, "mode": mode}}}
+    return source, {"bind": bind, "mode": mode}
+
+
+def _volume(value: str) -> dict:
+    source, binding = parse_volume(value)
+    return {"volumes": {source: binding}}
 
 
 def _bool(key: str) -> Callable[[str], dict]:

@@ -28,12 +28,12 @@ subPath escape (CVE-2017-1002101).
 from __future__ import annotations
 
 import errno
-import io
 import os
 import shutil
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 _BUFFER = 1 << 20
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -147,7 +147,7 @@ def _open_regular_at(parent: int, name: str, shown: str) -> BinaryIO:
         if not stat.S_ISREG(mode):
             raise NotRegularFile(shown, _kind(mode))
         os.set_blocking(descriptor, True)
-        return io.open(descriptor, "rb", buffering=_BUFFER)
+        return open(descriptor, "rb", buffering=_BUFFER)
     except BaseException:
         os.close(descriptor)
         raise
@@ -175,7 +175,7 @@ def create(root: str, path: str) -> BinaryIO:
     """
     with parent_directory(root, path, create=True) as (parent, name):
         descriptor = os.open(name, _CREATE, 0o666, dir_fd=parent)
-    return io.open(descriptor, "wb", buffering=_BUFFER)
+    return open(descriptor, "wb", buffering=_BUFFER)
 
 
 def move_in(source: str, root: str, path: str) -> None:

@@ -4,7 +4,8 @@ A reduce treats each partition (for ``reduce_binary``, each file) as one
 block and merges blocks in a tree, on the executors: in a round merging
 ``fan_in`` blocks per container, block ``b`` goes to merge partition
 ``b // fan_in``, each merge partition runs one container over its blocks,
-and its output becomes block ``index`` of the next round. Blocks travel through Spark's shuffle as records
+and its output becomes block ``index`` of the next round. Blocks travel
+through Spark's shuffle as records
 ``(target, (block, reduced, seq, chunk))`` of at most ``CHUNK`` bytes, so
 no record holds a whole partition.
 """
@@ -17,15 +18,16 @@ import shutil
 import socket
 import tempfile
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from lofn import _safefs
 from lofn._cache import ResultCache, run_key
 from lofn._images import Shipment
-from lofn._stream import encode_records, run_streaming, split_records
 from lofn._reaper import temp_prefix, watch
+from lofn._stream import encode_records, run_streaming, split_records
 from lofn.docker_handler import (
     ContainerSpec,
     ensure_image,
@@ -131,21 +133,21 @@ class ContainerJob:
 
     def run(self, task: TaskDirectory, output_name: str) -> None:
         """Run the container over the files in ``task.shared``, or restore its cached result."""
-        key = None
-        if self.cache is not None:
+        cache, key = self.cache, None
+        if cache is not None:
             client = get_client()
             self._ensure_shipped()
             ensure_image(client, self.image, self.pull)
-            key = run_key(client.images.get(self.image).id, self.command, self.options,
+            key = run_key(str(client.images.get(self.image).id), self.command, self.options,
                           {"local": self.volumes, "hdfs": self.hdfs_volumes}, output_name,
                           task.shared)
-            if self.cache.restore(key, task.shared, output_name):
+            if cache.restore(key, task.shared, output_name):
                 return
         with self.mounted_volumes() as volumes:
             self._run(task, volumes)
-        if key is not None:
+        if cache is not None and key is not None:
             with self.open_output(task, output_name) as output:
-                self.cache.store(key, output)
+                cache.store(key, output)
 
     @contextmanager
     def mounted_volumes(self) -> Iterator[dict]:
@@ -196,8 +198,8 @@ class ContainerJob:
         except (_safefs.MissingFile, _safefs.NotRegularFile) as exc:
             where = (f"{os.path.join(self.shared_mountpoint, name)} (host "
                      f"{socket.gethostname()}:{path})")
-            fields = {"image": self.image, "command": self.command,
-                      "partition": _task_ids()[1]}
+            fields: dict[str, Any] = {"image": self.image, "command": self.command,
+                                      "partition": _task_ids()[1]}
             if isinstance(exc, _safefs.MissingFile):
                 raise MissingOutputError(f"container exited 0 but did not write {where}",
                                          **fields) from exc
@@ -241,7 +243,8 @@ class ContainerJob:
 def temp_error(exc: OSError, what: str) -> TemporaryDirectoryError:
     """A :class:`TemporaryDirectoryError` saying what failed, where, and for whom."""
     hint = {28: "the disk is full", 13: "it is not writable by this user",
-            2: "a parent directory is missing", 30: "the filesystem is read-only"}.get(exc.errno, "")
+            2: "a parent directory is missing", 30: "the filesystem is read-only"}.get(
+                exc.errno or 0, "")
     return TemporaryDirectoryError(
         exc.errno, f"{what} on host {socket.gethostname()} as uid {os.getuid()}: {exc.strerror}"
                    + (f" ({hint}; set temporary_directory_parent to a writable directory with "
@@ -275,7 +278,7 @@ def stream_partition(job: ContainerJob, binary: bool, delimiter: bytes | None,
         offset = 0
         for record in records:
             yield decode_text(record, "stdout", offset, spec.partition)
-            offset += len(record) + len(delimiter)
+            offset += len(record) + len(delimiter or b"")
 
 
 def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,
@@ -379,15 +382,15 @@ class Merge:
                     with open(path, "rb") as source:
                         shutil.copyfileobj(source, target, CHUNK)
         elif self.kind == "pair":
-            for path, name in zip(paths, self.names):
+            for path, name in zip(paths, self.names, strict=True):
                 _safefs.move_in(path, shared, name)
-        elif self.kind == "text_udf":
-            left, right = (list(read_lines(path)) for path in paths)
-            UDF(shared, self.udf, partition_1=left, partition_2=right).reduce_udf()
-        else:
-            left, right = (_read_bytes(path) for path in paths)
+        else:  # 'text_udf' or 'binary_udf': the user's function writes the inputs
+            assert self.udf is not None
+            text = self.kind == "text_udf"
+            left, right = (list(read_lines(path)) if text else _read_bytes(path)
+                           for path in paths)
             UDF(shared, self.udf, partition_1=left, partition_2=right,
-                input_mode="binary").reduce_udf()
+                input_mode=None if text else "binary").reduce_udf()
 
 
 def _read_bytes(path: str) -> bytes:
@@ -418,7 +421,8 @@ def merge_partition(merge: Merge, final: bool, next_fan_in: int, index: int,
         if len(order) == 1:
             path, reduced, _ = blocks[order[0]]
             if reduced or not (final and merge.runs_single_block):
-                yield from _records(index, reduced, next_fan_in, _file_chunks(open(path, "rb")))
+                block = open(path, "rb")  # noqa: SIM115 - _file_chunks closes it
+                yield from _records(index, reduced, next_fan_in, _file_chunks(block))
                 return
         merge.prepare(task, [blocks[block][0] for block in order])
         merge.job.run(task, merge.output_name)
@@ -441,6 +445,6 @@ def identity(key: int) -> int:
     return key
 
 
-def count(iterator: Iterator) -> list[int]:
+def count(iterator: Iterable) -> list[int]:
     """Number of elements in a partition."""
     return [sum(1 for _ in iterator)]

@@ -7,48 +7,33 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from pyspark.rdd import portable_hash
-
-from lofn import _cache, _images, _options, _task, hdfs_handler
-from lofn.docker_handler import PULL_POLICIES, ensure_image, get_client, validate_user_input
+from lofn import _cache, _images, _task, hdfs_handler
+from lofn.docker_handler import ensure_image, get_client, validate_user_input
 from lofn.errors import (
     DockerUnavailable,
+    EmptyInput,
     InvalidArgument,
     InvalidArgumentType,
     LofnError,
     from_spark_error,
 )
-from lofn.tmp_file_handler import check_file_name, split_lines
+from lofn.options import MAX_FAN_IN, CallOptions, Default, PipeOptions
+from lofn.tmp_file_handler import split_lines
+
+if TYPE_CHECKING:
+    from pyspark import RDD, SparkConf, SparkContext
 
 __all__ = ["DockerPipe"]
 
 logger = logging.getLogger(__name__)
 
-_COMMON = {"docker_options", "timeout", "sample", "sample_seed"}
-_MAP = _COMMON | {"container_input_name", "container_output_name", "map_udf"}
-_MAP_BINARY = _COMMON | {"container_input_name", "container_binary_output_name", "map_udf",
-                         "hdfs_tempdir"}
-_REDUCE = _COMMON | {"container_input_name", "container_output_name", "reduce_udf",
-                     "max_fan_in"}
-_PIPE = _COMMON | {"binary", "delimiter"}
-_REDUCE_BY_KEY = _COMMON | {"container_input_name", "container_output_name", "key",
-                             "num_partitions", "partition_func", "sort", "combiner"}
-_REDUCE_BINARY = _COMMON | {"container_binary_input_1_name", "container_binary_input_2_name",
-                            "container_binary_output_name", "reduce_udf"}
-_DEFAULT_NAMES = {
-    "container_input_name": "input.txt",
-    "container_output_name": "output.txt",
-    "container_binary_output_name": "output.bin",
-    "container_binary_input_1_name": "input_1.bin",
-    "container_binary_input_2_name": "input_2.bin",
-}
 PAIRWISE = 2
-#: Default bound on how many blocks one ``reduce`` container merges at once.
-MAX_FAN_IN = 32
 
 
 def plan_fan_ins(count: int, parallelism: int, max_fan_in: int) -> list[int]:
@@ -70,22 +55,15 @@ def plan_fan_ins(count: int, parallelism: int, max_fan_in: int) -> list[int]:
     return fan_ins
 
 
-def _check_kwargs(where: str, kwargs: dict, allowed: set[str]) -> None:
-    unknown = set(kwargs) - allowed
-    if unknown:
-        raise InvalidArgumentType(f"{where}() got unexpected keyword arguments "
-                                  f"{sorted(unknown)}; it accepts {sorted(allowed)}")
-
-
 def _master_type(spark_configuration) -> tuple[str, str]:
     """Return (master URL, lofn master type) from a SparkConf or the active context."""
-    master = None
+    master: str = ""
     if spark_configuration is not None and hasattr(spark_configuration, "get"):
-        master = spark_configuration.get("spark.master")
+        master = spark_configuration.get("spark.master") or ""
     if not master:
         from pyspark import SparkContext
         active = SparkContext._active_spark_context
-        master = active.master if active is not None else "local[*]"
+        master = str(active.master) if active is not None else "local[*]"
         logger.debug("no spark.master in the configuration; using %s", master)
     if master.startswith(("local", "spark://")):
         return master, "standalone"
@@ -93,14 +71,6 @@ def _master_type(spark_configuration) -> tuple[str, str]:
         return master, "yarn"
     raise InvalidArgument(f"Spark master {master!r} is not supported by lofn; use local[...], "
                           "spark://HOST:PORT (standalone) or yarn")
-
-
-def _check_timeout(timeout) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return float(timeout)
 
 
 @contextmanager
@@ -178,49 +148,35 @@ class DockerPipe:
         ValueError: bad volumes, a relative path, or an unsupported master.
     """
 
-    def __init__(self, spark_configuration, **kwargs) -> None:
-        _check_kwargs("DockerPipe", kwargs,
-                      {"temporary_directory_parent", "shared_mountpoint", "volumes",
-                       "hdfs_url", "hdfs_user", "hdfs_timeout", "timeout", "image_pull",
-                       "reuse_containers", "result_cache", "ship_image"})
+    def __init__(self, spark_configuration: SparkConf | None, *,
+                 temporary_directory_parent: str | None = None,
+                 shared_mountpoint: str = "/shared/",
+                 volumes: dict | None = None,
+                 hdfs_url: str | None = None,
+                 hdfs_user: str | None = None,
+                 hdfs_timeout: float | tuple[float, float] | None = None,
+                 timeout: float | None = None,
+                 image_pull: str = "never",
+                 ship_image: bool = False,
+                 reuse_containers: bool = False,
+                 result_cache: str | None = None) -> None:
+        #: The checked keywords (a frozen :class:`~lofn.options.PipeOptions`).
+        self.options = PipeOptions(
+            temporary_directory_parent=temporary_directory_parent,
+            shared_mountpoint=shared_mountpoint, volumes=volumes, hdfs_url=hdfs_url,
+            hdfs_user=hdfs_user, hdfs_timeout=hdfs_timeout, timeout=timeout,
+            image_pull=image_pull, ship_image=ship_image, reuse_containers=reuse_containers,
+            result_cache=result_cache)
         self.master, self.master_type = _master_type(spark_configuration)
         self._spark_configuration = spark_configuration
-        self._hdfs_options = (kwargs.get("hdfs_url"), kwargs.get("hdfs_user"),
-                              kwargs.get("hdfs_timeout"))
         self._hdfs: hdfs_handler.HdfsConfig | None = None
-        self.timeout = _check_timeout(kwargs.get("timeout"))
-        self.reuse_containers = bool(kwargs.get("reuse_containers", False))
-        self.result_cache = kwargs.get("result_cache")
-        if self.result_cache is not None and not (
-                isinstance(self.result_cache, str)
-                and (self.result_cache.startswith("/") or self.result_cache.startswith("hdfs:///"))):
-            raise InvalidArgument(f"result_cache must be an absolute directory or an "
-                                  f"hdfs:///path, got {self.result_cache!r}")
-        self.image_pull = kwargs.get("image_pull", "never")
-        if self.image_pull not in PULL_POLICIES:
-            raise InvalidArgument(f"image_pull {self.image_pull!r} is not one of "
-                                  f"{', '.join(map(repr, PULL_POLICIES))}")
-        self.ship_image = bool(kwargs.get("ship_image", False))  # images without a registry
-        if self.ship_image and self.image_pull != "never":
-            raise InvalidArgument(f"ship_image=True runs the driver's image and pulls nothing: "
-                                  f"leave image_pull at 'never', not {self.image_pull!r}")
-        self.shared_mountpoint = kwargs.get("shared_mountpoint") or "/shared/"
-        if not isinstance(self.shared_mountpoint, str) or not self.shared_mountpoint.startswith("/"):
-            raise InvalidArgument(f"shared_mountpoint must be an absolute container path, "
-                                  f"got {self.shared_mountpoint!r}")
-        self.temporary_directory_parent = kwargs.get("temporary_directory_parent")
-        parent = self.temporary_directory_parent
-        if parent is not None and (not isinstance(parent, str) or not os.path.isabs(parent)):
-            raise InvalidArgument(f"temporary_directory_parent must be an absolute path, "
-                                  f"got {parent!r}")
         if self._driver_is_executor:
             self._check_temp_parent()
-        volumes = kwargs.get("volumes")
-        self.user_volume = (validate_user_input(volumes, self.shared_mountpoint,
-                                                check_host_paths=self._driver_is_executor)
-                            if volumes is not None else {})
+        self.volumes = (validate_user_input(self.options.volumes, self.options.shared_mountpoint,
+                                            check_host_paths=self._driver_is_executor)
+                        if self.options.volumes else {})
         if self.master_type == "yarn":
-            for path in self.user_volume:
+            for path in self.volumes:
                 if self.hdfs.call(f"check volume {path!r}", "status", path, strict=False) is None:
                     raise InvalidArgument(f"volume HDFS path {path!r} does not exist "
                                           f"(WebHDFS {self.hdfs.url})")
@@ -229,14 +185,15 @@ class DockerPipe:
     def hdfs(self) -> hdfs_handler.HdfsConfig:
         """How this pipe reaches HDFS, found on first use (see :mod:`lofn.hdfs_handler`)."""
         if self._hdfs is None:
-            url, user, timeout = self._hdfs_options
-            self._hdfs = hdfs_handler.resolve(url, self._spark_configuration, user, timeout)
+            options = self.options
+            self._hdfs = hdfs_handler.resolve(options.hdfs_url, self._spark_configuration,
+                                              options.hdfs_user, options.hdfs_timeout)
         return self._hdfs
 
     # -- driver-side preparation ---------------------------------------------------
 
     def _check_temp_parent(self) -> None:
-        parent = self.temporary_directory_parent or tempfile.gettempdir()
+        parent = self.options.temporary_directory_parent or tempfile.gettempdir()
         try:
             os.makedirs(parent, exist_ok=True)
             tempfile.TemporaryDirectory(dir=parent).cleanup()
@@ -250,79 +207,84 @@ class DockerPipe:
         return self.master.startswith("local")
 
     def _preflight(self, image_name: str) -> None:
-        """In local mode the driver's engine is the executors': check the image before any task."""
-        if not self._driver_is_executor:
-            return
+        """Check the image on the driver's engine, which is the executors' in local mode."""
         try:
             client = get_client()
         except DockerUnavailable:
             logger.debug("no Docker engine answers the driver; tasks will report it")
             return
-        ensure_image(client, image_name, self.image_pull)
+        ensure_image(client, image_name, self.options.image_pull)
 
-    def _job(self, rdd, image_name, command, kwargs: dict,
-             binary: bool = False) -> _task.ContainerJob:
-        if not hasattr(rdd, "mapPartitions"):
-            raise InvalidArgumentType(f"rdd must be a Spark RDD, got {type(rdd).__name__}")
-        for name, value in (("image_name", image_name), ("command", command)):
-            if not isinstance(value, str) or not value.strip():
-                raise InvalidArgument(f"{name} must be a non-empty string, got {value!r}")
-        options = _options.parse_docker_options(kwargs.get("docker_options"))
-        timeout = _check_timeout(kwargs.get("timeout", self.timeout))
-        if not self.ship_image:  # with ship_image, ship() below checks the driver's image
-            self._preflight(image_name)
-        extra = options.get("volumes", {})
-        if extra:
-            options["volumes"] = validate_user_input(extra, self.shared_mountpoint,
-                                                     check_host_paths=self._driver_is_executor)
-        shipment = (_images.ship(rdd.context, image_name, self.temporary_directory_parent,
-                                 save=not self._driver_is_executor)
-                    if self.ship_image else None)  # images without a registry
+    def job(self, call: CallOptions, *, app: str, spark_context: SparkContext | None,
+            local_checks: bool | None = None, binary: bool = False) -> _task.ContainerJob:
+        """The container job of one call, which travels to its tasks: the one builder.
+
+        Every method, :func:`~lofn.dataframe.map_dataframe` and the ``lofn``
+        command line build their jobs here, from this pipe's options and the
+        call's. ``call`` is already checked; this is where the side effects
+        start: the image is checked on the driver's engine (in local mode),
+        and with ``ship_image`` saved and added to Spark's files.
+
+        Args:
+            call: the call's checked options.
+            app: the Spark application id (the containers' ``lofn.app`` label).
+            spark_context: the context the job runs in; ``None`` in a Spark
+                Connect session, which has none.
+            local_checks: whether the driver's host is the executors' (its
+                engine and paths can be checked here); default: a local master.
+            binary: the job writes binary outputs (on YARN they go to HDFS).
+        """
+        options = self.options
+        local = self._driver_is_executor if local_checks is None else local_checks
+        create = dict(call.create_options)
+        if create.get("volumes"):
+            create["volumes"] = validate_user_input(create["volumes"], options.shared_mountpoint,
+                                                    check_host_paths=local)
+        shipment = None
+        if options.ship_image:  # images without a registry; ship() checks the driver's image
+            if spark_context is None and not local:
+                raise InvalidArgument("ship_image=True needs a SparkContext to send the image "
+                                      "with (a classic SparkSession); under Spark Connect, "
+                                      "load the image on every executor host instead")
+            shipment = _images.ship(spark_context, call.image_name,
+                                    options.temporary_directory_parent,
+                                    save=not self._driver_is_executor)
+        elif local:
+            self._preflight(call.image_name)
         on_hdfs = self.master_type == "yarn"
         return _task.ContainerJob(
-            image=image_name, command=command, shared_mountpoint=self.shared_mountpoint,
-            volumes={} if on_hdfs else self.user_volume, options=options,
-            temporary_directory_parent=self.temporary_directory_parent,
-            app=rdd.context.applicationId,
-            hdfs_volumes=self.user_volume if on_hdfs else None,
-            hdfs=self.hdfs if on_hdfs and (self.user_volume or binary) else None,
-            timeout=timeout, pull=self.image_pull, reuse=self.reuse_containers,
+            image=call.image_name, command=call.command,
+            shared_mountpoint=options.shared_mountpoint,
+            volumes={} if on_hdfs else self.volumes, options=create,
+            temporary_directory_parent=options.temporary_directory_parent, app=app,
+            hdfs_volumes=self.volumes if on_hdfs else None,
+            hdfs=self.hdfs if on_hdfs and (self.volumes or binary) else None,
+            timeout=options.timeout if call.timeout is None else call.timeout,
+            pull=options.image_pull, reuse=options.reuse_containers,
             cache=self._cache(), shipment=shipment)
 
+    def _rdd_job(self, rdd: RDD, call: CallOptions, binary: bool = False) -> _task.ContainerJob:
+        if not hasattr(rdd, "mapPartitions"):
+            raise InvalidArgumentType(f"rdd must be a Spark RDD, got {type(rdd).__name__}")
+        return self.job(call, app=rdd.context.applicationId, spark_context=rdd.context,
+                        binary=binary)
+
     def _cache(self) -> _cache.ResultCache | None:
-        if self.result_cache is None:
+        location = self.options.result_cache
+        if location is None:
             return None
-        on_hdfs = self.result_cache.startswith("hdfs:")
-        return _cache.ResultCache(self.result_cache, self.hdfs if on_hdfs else None)
-
-    @staticmethod
-    def _sampled(rdd, kwargs: dict):
-        """``rdd``, or the reproducible sample of it that ``sample``/``sample_seed`` ask for."""
-        fraction = kwargs.get("sample")
-        if fraction is None:
-            return rdd
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-                or not 0 < fraction <= 1:
-            raise InvalidArgument(f"sample must be a fraction in (0, 1], got {fraction!r}")
-        seed = kwargs.get("sample_seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidArgument(f"sample_seed must be a whole number, got {seed!r}")
-        return rdd if fraction == 1 else rdd.sample(False, fraction, seed)
-
-    @staticmethod
-    def _name(kwargs: dict, key: str) -> str:
-        return check_file_name(kwargs.get(key, _DEFAULT_NAMES[key]), key)
-
-    @staticmethod
-    def _udf(kwargs: dict, key: str) -> Callable | None:
-        udf = kwargs.get(key)
-        if udf is not None and not callable(udf):
-            raise InvalidArgumentType(f"{key} must be a function, got {udf!r}")
-        return udf
+        return _cache.ResultCache(location, self.hdfs if location.startswith("hdfs:") else None)
 
     # -- public API -----------------------------------------------------------------
 
-    def map(self, rdd, image_name: str, command: str, **kwargs):
+    def map(self, rdd: RDD, image_name: str, command: str, *,
+            container_input_name: str = "input.txt",
+            container_output_name: str = "output.txt",
+            docker_options: list[str] | None = None,
+            map_udf: Callable | None = None,
+            timeout: float | None = None,
+            sample: float | None = None,
+            sample_seed: int = 0) -> RDD:
         """Run a container over each partition and return its output lines as an RDD.
 
         Each partition is streamed to ``container_input_name`` in the shared
@@ -351,14 +313,23 @@ class DockerPipe:
         Returns:
             The transformed RDD (lazy, like any Spark transformation).
         """
-        _check_kwargs("map", kwargs, _MAP)
-        job = self._job(rdd, image_name, command, kwargs)
-        rdd = self._sampled(rdd, kwargs)
-        return rdd.mapPartitions(partial(
-            _task.map_partition, job, self._name(kwargs, "container_input_name"),
-            self._name(kwargs, "container_output_name"), self._udf(kwargs, "map_udf")))
+        call = CallOptions(image_name=image_name, command=command,
+                           container_input_name=container_input_name,
+                           container_output_name=container_output_name,
+                           docker_options=docker_options, map_udf=map_udf, timeout=timeout,
+                           sample=sample, sample_seed=sample_seed)
+        job = self._rdd_job(rdd, call)
+        return call.sampled(rdd).mapPartitions(partial(
+            _task.map_partition, job, call.container_input_name, call.container_output_name,
+            call.map_udf))
 
-    def pipe(self, rdd, image_name: str, command: str, **kwargs):
+    def pipe(self, rdd: RDD, image_name: str, command: str, *,
+             binary: bool = False,
+             delimiter: str | bytes | Default | None = Default.DELIMITER,
+             docker_options: list[str] | None = None,
+             timeout: float | None = None,
+             sample: float | None = None,
+             sample_seed: int = 0) -> RDD:
         """Stream each partition through a container's stdin and stdout (no temp files).
 
         Like Spark's ``rdd.pipe`` with the tool in a container: each element
@@ -384,21 +355,23 @@ class DockerPipe:
         Returns:
             The transformed RDD.
         """
-        _check_kwargs("pipe", kwargs, _PIPE)
-        job = self._job(rdd, image_name, command, kwargs)
-        rdd = self._sampled(rdd, kwargs)
-        binary = bool(kwargs.get("binary", False))
-        delimiter = kwargs.get("delimiter", None if binary else "\n")
-        if isinstance(delimiter, str):
-            delimiter = delimiter.encode("utf-8")
-        if delimiter is not None and (not isinstance(delimiter, bytes) or not delimiter):
-            raise InvalidArgument(f"delimiter must be a non-empty str or bytes, got {delimiter!r}")
-        if delimiter is None and not binary:
-            raise InvalidArgument("text mode needs a delimiter; use binary=True for whole streams")
-        return rdd.mapPartitions(partial(_task.stream_partition, job, binary, delimiter))
+        call = CallOptions(image_name=image_name, command=command, binary=binary,
+                           delimiter=delimiter, docker_options=docker_options, timeout=timeout,
+                           sample=sample, sample_seed=sample_seed)
+        job = self._rdd_job(rdd, call)
+        return call.sampled(rdd).mapPartitions(partial(
+            _task.stream_partition, job, call.binary, call.delimiter))
 
     @contextmanager
-    def map_binary(self, rdd, image_name: str, command: str, **kwargs) -> Iterator[str]:
+    def map_binary(self, rdd: RDD, image_name: str, command: str, *,
+                   container_input_name: str = "input.txt",
+                   container_binary_output_name: str = "output.bin",
+                   docker_options: list[str] | None = None,
+                   map_udf: Callable | None = None,
+                   hdfs_tempdir: str | None = None,
+                   timeout: float | None = None,
+                   sample: float | None = None,
+                   sample_seed: int = 0) -> Iterator[str]:
         """Run a container over each partition and keep its binary output files.
 
         Used as a context manager: the job runs on entry, the block gets the
@@ -429,37 +402,48 @@ class DockerPipe:
         Yields:
             The directory path containing the output files.
         """
-        _check_kwargs("map_binary", kwargs, _MAP_BINARY)
-        job = self._job(rdd, image_name, command, kwargs, binary=True)
-        rdd = self._sampled(rdd, kwargs)
-        input_name = self._name(kwargs, "container_input_name")
-        output_name = self._name(kwargs, "container_binary_output_name")
-        udf = self._udf(kwargs, "map_udf")
+        call = CallOptions(image_name=image_name, command=command,
+                           container_input_name=container_input_name,
+                           container_binary_output_name=container_binary_output_name,
+                           docker_options=docker_options, map_udf=map_udf,
+                           hdfs_tempdir=hdfs_tempdir, timeout=timeout, sample=sample,
+                           sample_seed=sample_seed)
+        job = self._rdd_job(rdd, call, binary=True)
+        sampled = call.sampled(rdd)
         if self.master_type == "yarn":
             destination = hdfs_handler.binary_output_directory(
-                kwargs.get("hdfs_tempdir"), self.hdfs, app=rdd.context.applicationId)
+                call.hdfs_tempdir, self.hdfs, app=rdd.context.applicationId)
             remove = partial(hdfs_handler.remove_directory, config=self.hdfs)
         else:
-            parent = self.temporary_directory_parent
+            parent = self.options.temporary_directory_parent
             if parent:
                 os.makedirs(parent, exist_ok=True)
             destination = tempfile.mkdtemp(prefix="lofn-binary-", dir=parent)
             remove = partial(shutil.rmtree, ignore_errors=True)
         try:
             with _task_errors():
-                rdd.mapPartitions(partial(_task.map_binary_partition, job, input_name,
-                                          output_name, udf, destination,
-                                          self.master_type)).count()
+                sampled.mapPartitions(partial(
+                    _task.map_binary_partition, job, call.container_input_name,
+                    call.container_binary_output_name, call.map_udf, destination,
+                    self.master_type)).count()
             yield destination
         finally:
             try:
                 remove(destination)
-            except Exception:  # noqa: BLE001 - must not hide the error in flight
+            except Exception:
                 if sys.exc_info()[0] is None:
                     raise
                 logger.warning("could not remove %s after an error", destination, exc_info=True)
 
-    def reduce(self, rdd, image_name: str, command: str, **kwargs) -> list[str]:
+    def reduce(self, rdd: RDD, image_name: str, command: str, *,
+               container_input_name: str = "input.txt",
+               container_output_name: str = "output.txt",
+               docker_options: list[str] | None = None,
+               reduce_udf: Callable | None = None,
+               max_fan_in: int = MAX_FAN_IN,
+               timeout: float | None = None,
+               sample: float | None = None,
+               sample_seed: int = 0) -> list[str]:
         """Merge all partitions into one result with a container, in a tree on the executors.
 
         Each non-empty partition is one block. Each merge appends its blocks
@@ -496,25 +480,38 @@ class DockerPipe:
             ValueError: every partition is empty.
             DockerFailure: a container failed.
         """
-        _check_kwargs("reduce", kwargs, _REDUCE)
-        job = self._job(rdd, image_name, command, kwargs)
-        rdd = self._sampled(rdd, kwargs)
-        udf = self._udf(kwargs, "reduce_udf")
-        output_name = self._name(kwargs, "container_output_name")
-        max_fan_in = kwargs.get("max_fan_in", MAX_FAN_IN)
-        if isinstance(max_fan_in, bool) or not isinstance(max_fan_in, int) or max_fan_in < 2:
-            raise InvalidArgument(f"max_fan_in must be a whole number >= 2, got {max_fan_in!r}")
-        if udf is None:
-            merge = _task.Merge(job, "append", (self._name(kwargs, "container_input_name"),),
-                                output_name)
+        call = CallOptions(image_name=image_name, command=command,
+                           container_input_name=container_input_name,
+                           container_output_name=container_output_name,
+                           docker_options=docker_options, reduce_udf=reduce_udf,
+                           max_fan_in=max_fan_in, timeout=timeout, sample=sample,
+                           sample_seed=sample_seed)
+        job = self._rdd_job(rdd, call)
+        rdd = call.sampled(rdd)
+        output_name = call.container_output_name
+        if call.reduce_udf is None:
+            merge = _task.Merge(job, "append", (call.container_input_name,), output_name)
+            max_fan_in = call.max_fan_in
         else:
-            merge, max_fan_in = _task.Merge(job, "text_udf", (), output_name, udf), PAIRWISE
+            merge = _task.Merge(job, "text_udf", (), output_name, call.reduce_udf)
+            max_fan_in = PAIRWISE
         fan_ins = plan_fan_ins(rdd.getNumPartitions(), rdd.context.defaultParallelism,
                                max_fan_in)
         blocks = rdd.mapPartitionsWithIndex(partial(_task.text_blocks, fan_ins[0]))
         return split_lines(self._tree(blocks, rdd.getNumPartitions(), merge, fan_ins))
 
-    def reduce_by_key(self, rdd, image_name: str, command: str, **kwargs):
+    def reduce_by_key(self, rdd: RDD, image_name: str, command: str, *,
+                      key: Callable | None = None,
+                      num_partitions: int | None = None,
+                      partition_func: Callable | None = None,
+                      sort: bool = False,
+                      combiner: str | None = None,
+                      container_input_name: str = "input.txt",
+                      container_output_name: str = "output.txt",
+                      docker_options: list[str] | None = None,
+                      timeout: float | None = None,
+                      sample: float | None = None,
+                      sample_seed: int = 0) -> RDD:
         """Shuffle records by key, then run the reduce container once per shuffled partition.
 
         This is the MapReduce shuffle of Hadoop Streaming and Disco: every
@@ -543,33 +540,41 @@ class DockerPipe:
         Returns:
             An RDD of the reduce command's output lines.
         """
-        _check_kwargs("reduce_by_key", kwargs, _REDUCE_BY_KEY)
-        job = self._job(rdd, image_name, command, kwargs)
-        rdd = self._sampled(rdd, kwargs)
-        input_name = self._name(kwargs, "container_input_name")
-        output_name = self._name(kwargs, "container_output_name")
-        key = kwargs.get("key") or _task.first_field
-        partition_func = kwargs.get("partition_func") or portable_hash
-        for name, function in (("key", key), ("partition_func", partition_func)):
-            if not callable(function):
-                raise InvalidArgumentType(f"{name} must be a function, got {function!r}")
-        count = kwargs.get("num_partitions")
-        count = rdd.getNumPartitions() if count is None else count
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise InvalidArgument(f"num_partitions must be a positive whole number, got {count!r}")
-        if kwargs.get("combiner") is not None:
-            combiner = self._job(rdd, image_name, kwargs["combiner"], kwargs)
-            rdd = rdd.mapPartitions(partial(_task.map_partition, combiner, input_name,
+        from pyspark.rdd import portable_hash
+
+        call = CallOptions(image_name=image_name, command=command, key=key,
+                           num_partitions=num_partitions, partition_func=partition_func,
+                           sort=sort, combiner=combiner,
+                           container_input_name=container_input_name,
+                           container_output_name=container_output_name,
+                           docker_options=docker_options, timeout=timeout, sample=sample,
+                           sample_seed=sample_seed)
+        job = self._rdd_job(rdd, call)
+        rdd = call.sampled(rdd)
+        input_name, output_name = call.container_input_name, call.container_output_name
+        count = rdd.getNumPartitions() if call.num_partitions is None else call.num_partitions
+        partition_func = call.partition_func or portable_hash
+        if call.combiner is not None:
+            combine = self._rdd_job(rdd, replace(call, command=call.combiner))
+            rdd = rdd.mapPartitions(partial(_task.map_partition, combine, input_name,
                                             output_name, None))
-        keyed = rdd.map(partial(_task.with_key, key))
-        if kwargs.get("sort"):
+        keyed = rdd.map(partial(_task.with_key, call.key or _task.first_field))
+        if call.sort:
             shuffled = keyed.repartitionAndSortWithinPartitions(count, partition_func)
         else:
             shuffled = keyed.partitionBy(count, partition_func)
         return shuffled.values().mapPartitions(partial(
             _task.map_partition, job, input_name, output_name, None))
 
-    def reduce_binary(self, rdd, image_name: str, command: str, **kwargs) -> bytes:
+    def reduce_binary(self, rdd: RDD, image_name: str, command: str, *,
+                      container_binary_input_1_name: str = "input_1.bin",
+                      container_binary_input_2_name: str = "input_2.bin",
+                      container_binary_output_name: str = "output.bin",
+                      docker_options: list[str] | None = None,
+                      reduce_udf: Callable | None = None,
+                      timeout: float | None = None,
+                      sample: float | None = None,
+                      sample_seed: int = 0) -> bytes:
         """Merge binary files pairwise with a container, in a tree on the executors.
 
         Each element of ``rdd`` (``bytes``, or the ``(path, bytes)`` pairs of
@@ -594,17 +599,20 @@ class DockerPipe:
         Returns:
             The bytes of the final output file.
         """
-        _check_kwargs("reduce_binary", kwargs, _REDUCE_BINARY)
-        job = self._job(rdd, image_name, command, kwargs)
-        rdd = self._sampled(rdd, kwargs)
-        udf = self._udf(kwargs, "reduce_udf")
-        output_name = self._name(kwargs, "container_binary_output_name")
-        if udf is None:
-            names = (self._name(kwargs, "container_binary_input_1_name"),
-                     self._name(kwargs, "container_binary_input_2_name"))
+        call = CallOptions(image_name=image_name, command=command,
+                           container_binary_input_1_name=container_binary_input_1_name,
+                           container_binary_input_2_name=container_binary_input_2_name,
+                           container_binary_output_name=container_binary_output_name,
+                           docker_options=docker_options, reduce_udf=reduce_udf,
+                           timeout=timeout, sample=sample, sample_seed=sample_seed)
+        job = self._rdd_job(rdd, call)
+        rdd = call.sampled(rdd)
+        output_name = call.container_binary_output_name
+        if call.reduce_udf is None:
+            names = (call.container_binary_input_1_name, call.container_binary_input_2_name)
             merge = _task.Merge(job, "pair", names, output_name)
         else:
-            merge = _task.Merge(job, "binary_udf", (), output_name, udf)
+            merge = _task.Merge(job, "binary_udf", (), output_name, call.reduce_udf)
         with _task_errors():
             counts = rdd.mapPartitions(_task.count).collect()
         offsets = [sum(counts[:index]) for index in range(len(counts))]
@@ -614,9 +622,9 @@ class DockerPipe:
 
     @staticmethod
     def _tree(blocks, count: int, merge: _task.Merge, fan_ins: list[int]) -> bytes:
-        """Merge ``count`` blocks in rounds (``fan_ins[r]`` blocks per container); return the last."""
+        """Merge ``count`` blocks in rounds (``fan_ins[r]`` blocks a container); return the last."""
         if count == 0:
-            raise InvalidArgument("Can not reduce() empty RDD")
+            raise EmptyInput("Can not reduce() empty RDD")
         for round_number, fan_in in enumerate(fan_ins):
             count = -(-count // fan_in)
             final = round_number == len(fan_ins) - 1
@@ -626,5 +634,5 @@ class DockerPipe:
         with _task_errors():
             records = blocks.values().collect()
         if not records:
-            raise InvalidArgument("Can not reduce() empty RDD: every partition is empty")
+            raise EmptyInput("Can not reduce() empty RDD: every partition is empty")
         return b"".join(chunk for _, _, _, chunk in sorted(records, key=lambda r: r[2]))

@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import inspect
 import ipaddress
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterable, Iterator
+from typing import Any
 
-from lofn import _options
 from lofn._task import ContainerJob, _task_ids
-from lofn.api import DockerPipe, _check_timeout
-from lofn.docker_handler import validate_user_input
+from lofn.api import DockerPipe
 from lofn.errors import InvalidArgument, InvalidArgumentType, LofnError
-from lofn.tmp_file_handler import check_file_name, lines_of
+from lofn.options import CallOptions
+from lofn.tmp_file_handler import lines_of
 
 __all__ = ["map_dataframe", "pipe_for"]
 
@@ -59,7 +60,7 @@ def _session_conf(session, key: str) -> str | None:
     """``key`` of the session's runtime configuration, or ``None`` if it cannot be read."""
     try:
         value = session.conf.get(key, None)
-    except Exception:  # noqa: BLE001 - a server may refuse to show its configuration
+    except Exception:
         logger.debug("cannot read %s from the session", key, exc_info=True)
         return None
     return value or None
@@ -118,6 +119,14 @@ def pipe_for(session, **kwargs) -> DockerPipe:
     return DockerPipe(conf, **kwargs)
 
 
+# Show DockerPipe's keywords in pipe_for's signature (help(), IDEs, notebooks' completion).
+pipe_for.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("session", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     *(parameter for parameter in inspect.signature(DockerPipe.__init__).parameters.values()
+       if parameter.kind is inspect.Parameter.KEYWORD_ONLY)],
+    return_annotation=DockerPipe)
+
+
 # -- what runs in the tasks ----------------------------------------------------------
 
 def _to_bool(text: str) -> bool:
@@ -153,7 +162,7 @@ class _Plan:
     job: ContainerJob
     input_name: str
     output_name: str
-    arrow_schema: object  # pyarrow.Schema of the output
+    arrow_schema: Any  # pyarrow.Schema of the output
     field_names: tuple[str, ...]
     converters: tuple[str, ...] | None  # per field, when the default parser is used
     parse: Callable | None
@@ -192,8 +201,8 @@ def _default_row(plan: _Plan, number: int, line: str) -> tuple:
         raise _parse_error(plan, number, line, f"{len(parts)} fields separated by "
                                                f"{plan.separator!r}, expected "
                                                f"{len(plan.field_names)}")
-    row = []
-    for name, kind, text in zip(plan.field_names, plan.converters, parts):
+    row: list[object] = []
+    for name, kind, text in zip(plan.field_names, plan.converters or (), parts, strict=True):
         if kind == "string":
             row.append(text)
         elif text == "":
@@ -207,12 +216,15 @@ def _default_row(plan: _Plan, number: int, line: str) -> tuple:
     return tuple(row)
 
 
-def _user_row(plan: _Plan, number: int, line: str):
+def _user_row(plan: _Plan, number: int, line: str) -> tuple | None:
+    """The row of output line ``number``, by ``parse`` or the default parser; ``None``: drop it."""
+    if plan.parse is None:
+        return _default_row(plan, number, line)
     try:
         row = plan.parse(line)
     except LofnError:
         raise
-    except Exception as exc:  # noqa: BLE001 - reported with the line that caused it
+    except Exception as exc:
         raise _parse_error(plan, number, line,
                            f"parse raised {type(exc).__name__}: {exc}") from exc
     if row is None:
@@ -232,7 +244,7 @@ def _batch(plan: _Plan, columns: list[list]):
 
     try:
         arrays = [pa.array(values, type=field.type)
-                  for values, field in zip(columns, plan.arrow_schema)]
+                  for values, field in zip(columns, plan.arrow_schema, strict=True)]
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         raise LofnError(f"output of partition {_task_ids()[1]} does not fit the schema "
                         f"({', '.join(plan.field_names)}): {type(exc).__name__}: "
@@ -253,14 +265,13 @@ def _output_batches(plan: _Plan, lines: Iterator[str]):
         if column:
             yield _batch(plan, [column])
         return
-    make_row = _default_row if plan.parse is None else _user_row
     columns: list[list] = [[] for _ in range(width)]
     rows = 0
     for number, line in enumerate(lines, 1):
-        row = make_row(plan, number, line)
+        row = _user_row(plan, number, line)
         if row is None:
             continue
-        for values, value in zip(columns, row):
+        for values, value in zip(columns, row, strict=True):
             values.append(value)
         rows += 1
         if rows >= plan.batch_size:
@@ -272,43 +283,59 @@ def _output_batches(plan: _Plan, lines: Iterator[str]):
 
 def map_arrow_partition(plan: _Plan, batches: Iterator) -> Iterator:
     """``mapInArrow`` body of :func:`map_dataframe`: input batches in, output batches out."""
-    batches = _first_rows(iter(batches))
-    if batches is None:  # an empty partition starts no container
+    rows = _first_rows(iter(batches))
+    if rows is None:  # an empty partition starts no container
         return
     job = plan.job
     with job.task_directory() as task, job.run_on_partition(
-            task, _values(batches), plan.input_name, None, plan.output_name) as output:
+            task, _values(rows), plan.input_name, None, plan.output_name) as output:
         yield from _output_batches(plan, lines_of(output, plan.output_name, _task_ids()[1]))
 
 
 # -- the client side -----------------------------------------------------------------
 
-def _container_job(pipe: DockerPipe, app: str, image_name, command, docker_options,
-                   timeout, local_checks: bool) -> ContainerJob:
-    """The :class:`ContainerJob` of one :func:`map_dataframe` call (as ``DockerPipe._job``)."""
-    for name, value in (("image_name", image_name), ("command", command)):
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidArgument(f"{name} must be a non-empty string, got {value!r}")
-    options = _options.parse_docker_options(docker_options)
-    timeout = _check_timeout(pipe.timeout if timeout is None else timeout)
-    if local_checks:
-        pipe._preflight(image_name)
-    extra = options.get("volumes", {})
-    if extra:
-        options["volumes"] = validate_user_input(extra, pipe.shared_mountpoint,
-                                                 check_host_paths=local_checks)
-    on_hdfs = pipe.master_type == "yarn"
-    return ContainerJob(
-        image=image_name, command=command, shared_mountpoint=pipe.shared_mountpoint,
-        volumes={} if on_hdfs else pipe.user_volume, options=options,
-        temporary_directory_parent=pipe.temporary_directory_parent, app=app,
-        hdfs_volumes=pipe.user_volume if on_hdfs else None,
-        hdfs=pipe.hdfs if on_hdfs and pipe.user_volume else None,
-        timeout=timeout, pull=pipe.image_pull, reuse=pipe.reuse_containers,
-        cache=pipe._cache())
+def _input_column(df, column: str | None) -> int:
+    """The index of the column written to the container's input, checked."""
+    fields = df.schema.fields
+    names = [field.name for field in fields]
+    if column is None:
+        if len(names) != 1:
+            raise InvalidArgument(f"the DataFrame has {len(names)} columns {names}: name the "
+                                  "one to write to the container's input with column=")
+        column = names[0]
+    if not isinstance(column, str):
+        raise InvalidArgumentType(f"column must be a column name (str), got {column!r}; "
+                                  "select an expression with an alias first")
+    if column not in names:
+        raise InvalidArgument(f"no column {column!r} in the DataFrame; its columns are {names}")
+    index = names.index(column)
+    data_type = fields[index].dataType
+    if data_type.typeName() in ("array", "map", "struct", "variant"):
+        raise InvalidArgumentType(f"column {column!r} has type {data_type.simpleString()}: lofn "
+                                  "writes one value per line; convert it to text first "
+                                  "(to_json, concat_ws)")
+    return index
 
 
-def _output_schema(schema, output_column):
+def _output_schema(schema, output_column, parse, separator):
+    """The result's Spark schema, and the converter per field (``None``: lines or ``parse``)."""
+    if parse is not None and not callable(parse):
+        raise InvalidArgumentType(f"parse must be a function, got {parse!r}")
+    if parse is not None and schema is None:
+        raise InvalidArgument("parse needs a schema: the types of the values it returns")
+    if not isinstance(separator, str) or not separator:
+        raise InvalidArgument(f"separator must be a non-empty string, got {separator!r}")
+    out_schema, converters = _schema(schema, output_column)
+    if converters is not None and parse is None and None in converters:
+        unsupported = [f"{field.name} {field.dataType.simpleString()}"
+                       for field, converter in zip(out_schema.fields, converters, strict=True)
+                       if converter is None]
+        raise InvalidArgumentType(f"the default parser cannot convert {unsupported}; "
+                                  "give parse= to build those values")
+    return out_schema, None if parse is not None else converters
+
+
+def _schema(schema, output_column):
     """The Spark schema of the result, and the converter per field (``None``: lines)."""
     from pyspark.sql.types import StringType, StructField, StructType, _parse_datatype_string
 
@@ -323,7 +350,7 @@ def _output_schema(schema, output_column):
     if isinstance(schema, str):
         try:
             parsed = _parse_datatype_string(schema)
-        except Exception as exc:  # noqa: BLE001 - pyspark raises several kinds
+        except Exception as exc:
             raise InvalidArgument(f"schema {schema!r} is not a valid DDL schema: {exc}") from exc
         schema = parsed
     if not isinstance(schema, StructType) or not schema.fields:
@@ -396,6 +423,10 @@ def map_dataframe(df, image_name: str, command: str, *, column: str | None = Non
     exception when an action runs; :func:`lofn.errors.from_spark_error`
     recovers the lofn exception from it, in classic and Connect sessions.
     """
+    call = CallOptions(image_name=image_name, command=command,
+                       container_input_name=container_input_name,
+                       container_output_name=container_output_name,
+                       docker_options=docker_options, timeout=timeout)
     if not (hasattr(df, "mapInArrow") and hasattr(df, "schema")):
         raise InvalidArgumentType(f"df must be a Spark DataFrame, got {type(df).__name__}")
     session = df.sparkSession
@@ -404,52 +435,22 @@ def map_dataframe(df, image_name: str, command: str, *, column: str | None = Non
         pipe = pipe_for(session)
     elif not isinstance(pipe, DockerPipe):
         raise InvalidArgumentType(f"pipe must be a lofn DockerPipe, got {type(pipe).__name__}")
-    if parse is not None and not callable(parse):
-        raise InvalidArgumentType(f"parse must be a function, got {parse!r}")
-    if parse is not None and schema is None:
-        raise InvalidArgument("parse needs a schema: the types of the values it returns")
-    if not isinstance(separator, str) or not separator:
-        raise InvalidArgument(f"separator must be a non-empty string, got {separator!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidArgument(f"batch_size must be a positive whole number, got {batch_size!r}")
-
-    fields = df.schema.fields
-    names = [field.name for field in fields]
-    if column is None:
-        if len(names) != 1:
-            raise InvalidArgument(f"the DataFrame has {len(names)} columns {names}: name the "
-                                  "one to write to the container's input with column=")
-        column = names[0]
-    if not isinstance(column, str):
-        raise InvalidArgumentType(f"column must be a column name (str), got {column!r}; "
-                                  "select an expression with an alias first")
-    if column not in names:
-        raise InvalidArgument(f"no column {column!r} in the DataFrame; its columns are {names}")
-    index = names.index(column)
-    data_type = fields[index].dataType
-    if data_type.typeName() in ("array", "map", "struct", "variant"):
-        raise InvalidArgumentType(f"column {column!r} has type {data_type.simpleString()}: lofn "
-                                  "writes one value per line; convert it to text first "
-                                  "(to_json, concat_ws)")
-
-    out_schema, converters = _output_schema(schema, output_column)
-    if converters is not None and parse is None and None in converters:
-        unsupported = [f"{field.name} {field.dataType.simpleString()}"
-                       for field, converter in zip(out_schema.fields, converters)
-                       if converter is None]
-        raise InvalidArgumentType(f"the default parser cannot convert {unsupported}; "
-                                  "give parse= to build those values")
+    index = _input_column(df, column)
+    out_schema, converters = _output_schema(schema, output_column, parse, separator)
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    local_checks = pipe._driver_is_executor and (not connect or _remote_is_loopback(session))
-    job = _container_job(pipe, _app_id(session), image_name, command, docker_options,
-                         timeout, local_checks)
-    plan = _Plan(job=job,
-                 input_name=check_file_name(container_input_name, "container_input_name"),
-                 output_name=check_file_name(container_output_name, "container_output_name"),
+    local_checks = pipe.master.startswith("local") and (
+        not connect or _remote_is_loopback(session))
+    job = pipe.job(call, app=_app_id(session),
+                   spark_context=None if connect else session.sparkContext,
+                   local_checks=local_checks)
+    plan = _Plan(job=job, input_name=call.container_input_name,
+                 output_name=call.container_output_name,
                  arrow_schema=to_arrow_schema(out_schema),
                  field_names=tuple(out_schema.names),
-                 converters=None if parse is not None else converters,
+                 converters=converters,
                  parse=parse, separator=separator, batch_size=batch_size)
     # Only the chosen column travels to the Python workers.
     return df.select(df[index]).mapInArrow(partial(map_arrow_partition, plan), out_schema)

@@ -6,7 +6,8 @@ from the builtin a caller would expect::
 
     LofnError
      +-- InvalidArgument (ValueError)        bad value: volumes, options, names
-     +-- InvalidArgumentType (TypeError)     bad type, unknown keyword argument
+          +-- EmptyInput                     reduce of an RDD whose partitions are all empty
+     +-- InvalidArgumentType (TypeError)     bad type (an unknown keyword is Python's TypeError)
      +-- DockerUnavailable (OSError)         no Docker engine answers
      +-- HdfsFailure (OSError)               an HDFS operation failed
           +-- HdfsUnavailable                WebHDFS does not answer in time
@@ -33,6 +34,7 @@ __all__ = [
     "LofnError",
     "InvalidArgument",
     "InvalidArgumentType",
+    "EmptyInput",
     "DockerUnavailable",
     "HdfsFailure",
     "HdfsUnavailable",
@@ -57,7 +59,11 @@ class InvalidArgument(LofnError, ValueError):
 
 
 class InvalidArgumentType(LofnError, TypeError):
-    """An argument has the wrong type, or a keyword argument is unknown."""
+    """An argument has the wrong type."""
+
+
+class EmptyInput(InvalidArgument):
+    """``reduce`` or ``reduce_binary`` was given an RDD with no element: nothing to merge."""
 
 
 class DockerUnavailable(LofnError, OSError):
@@ -82,9 +88,12 @@ class DockerFailure(LofnError):
         exit_code: the container's exit status, if it exited.
         partition: the Spark partition id the container worked on.
         stderr: the last lines the container wrote to stderr.
+        hint: what the caller could change, in the API's words (``None`` if
+            nothing obvious); kept apart from ``message`` so a front end
+            such as the ``lofn`` command can give its own advice instead.
     """
 
-    _FIELDS = ("image", "command", "exit_code", "partition")
+    _FIELDS = ("image", "command", "exit_code", "partition", "hint")
 
     def __init__(
         self,
@@ -95,8 +104,10 @@ class DockerFailure(LofnError):
         exit_code: int | None = None,
         partition: int | None = None,
         stderr: str | None = None,
+        hint: str | None = None,
     ) -> None:
         self.message = message
+        self.hint = hint
         self.image = image
         self.command = command
         self.exit_code = exit_code
@@ -117,7 +128,7 @@ class DockerFailure(LofnError):
 
     def __reduce__(self):
         return _rebuild, (type(self), self.message, self.image, self.command,
-                          self.exit_code, self.partition, self.stderr)
+                          self.exit_code, self.partition, self.stderr, self.hint)
 
     @classmethod
     def _parse(cls, text: str) -> DockerFailure:
@@ -173,9 +184,9 @@ class OutputDecodeError(LofnError, UnicodeError):
     """A container's text output is not valid UTF-8."""
 
 
-def _rebuild(cls, message, image, command, exit_code, partition, stderr):
+def _rebuild(cls, message, image, command, exit_code, partition, stderr, hint=None):
     return cls(message, image=image, command=command, exit_code=exit_code,
-               partition=partition, stderr=stderr)
+               partition=partition, stderr=stderr, hint=hint)
 
 
 # The task's exception ends where Spark's own text starts: its Java stack

@@ -28,9 +28,9 @@ import shutil
 import tempfile
 import uuid
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from lofn import _safefs
 from lofn.errors import HdfsFailure, HdfsUnavailable, InvalidArgument
@@ -58,7 +58,7 @@ class HdfsConfig:
 
     options: dict = field(default_factory=dict)
     class_name: str = "InsecureClient"
-    source: str = ""
+    source: str | None = ""
 
     @property
     def url(self) -> str:
@@ -197,7 +197,7 @@ def resolve(hdfs_url: str | None = None, spark_conf=None, user: str | None = Non
     if hdfs_url and "://" in hdfs_url:
         url, source = hdfs_url, "hdfs_url"
     elif hdfs_url:
-        options, class_name, source = _hdfscli_alias(hdfs_url)
+        options, class_name, source = _hdfscli_alias(hdfs_url) or ({}, class_name, None)
         url = options.get("url")
     if url is None and spark_conf is not None:
         props = {key[len("spark.hadoop."):]: value for key, value in spark_conf.getAll()
@@ -321,7 +321,9 @@ class VolumeCache:
 
 
 @contextmanager
-def setup_user_volumes_from_hdfs(volumes, **kwargs) -> Iterator[dict]:
+def setup_user_volumes_from_hdfs(volumes: dict, *, temporary_directory_parent: str | None = None,
+                                 hdfs: HdfsConfig | None = None,
+                                 cache_dir: str | None = None) -> Iterator[dict]:
     """GET a local copy of HDFS volumes to mount in Docker.
 
     Read-only volumes come from the host's :class:`VolumeCache`; a ``rw``
@@ -344,14 +346,10 @@ def setup_user_volumes_from_hdfs(volumes, **kwargs) -> Iterator[dict]:
     """
     from lofn._reaper import temp_prefix
 
-    unknown = set(kwargs) - {"temporary_directory_parent", "hdfs", "cache_dir"}
-    if unknown:
-        raise TypeError(f"setup_user_volumes_from_hdfs() got unexpected keyword arguments "
-                        f"{sorted(unknown)}")
-    parent = kwargs.get("temporary_directory_parent") or tempfile.gettempdir()
-    config = _hdfs(kwargs.get("hdfs"))
+    parent = temporary_directory_parent or tempfile.gettempdir()
+    config = _hdfs(hdfs)
     local = yarn_local_dir()
-    cache_dir = kwargs.get("cache_dir") or (
+    cache_dir = cache_dir or (
         os.path.join(local, "lofn-volume-cache") if local
         else os.path.join(parent, f"lofn-volume-cache-{os.getuid()}"))
     cache = VolumeCache(config, cache_dir)

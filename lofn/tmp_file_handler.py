@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import BinaryIO, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
 
 from lofn import _safefs
 from lofn.errors import InvalidArgument, InvalidArgumentType, OutputDecodeError
@@ -190,16 +191,15 @@ class UDF:
             compatibility; contents are written by their type).
     """
 
-    def __init__(self, temporary_directory: str, user_function: Callable, **kwargs) -> None:
-        unknown = set(kwargs) - {"partition", "partition_1", "partition_2", "input_mode"}
-        if unknown:
-            raise InvalidArgumentType(f"UDF() got unexpected keyword arguments {sorted(unknown)}")
+    def __init__(self, temporary_directory: str, user_function: Callable, *,
+                 partition: Iterable = (), partition_1: object = None, partition_2: object = None,
+                 input_mode: str | None = None) -> None:
         self.temporary_directory = temporary_directory
         self.user_function = user_function
-        self.partition = kwargs.get("partition")
-        self.partition_1 = kwargs.get("partition_1")
-        self.partition_2 = kwargs.get("partition_2")
-        self.mode = kwargs.get("input_mode")
+        self.partition = partition
+        self.partition_1 = partition_1
+        self.partition_2 = partition_2
+        self.mode = input_mode
 
     def write_temp_files(self, inner_partitions) -> list[str]:
         """Write each file the user function returned.

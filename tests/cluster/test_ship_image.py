@@ -5,11 +5,11 @@ of their own: a second ``dockerd`` with its own data root, exec root (its
 managed containerd's state and socket live there), pid file and socket, and
 no bridge network, in a network namespace of its own (``unshare --net``):
 ``--bridge=none`` makes dockerd delete any ``docker0`` interface it sees,
-which in the host's namespace is the main engine's bridge. The job on the session's standalone cluster gives its
-executors ``DOCKER_HOST=unix://<that socket>`` (``spark.executorEnv``);
-the driver (``spark-submit``) keeps the main engine, which has
-``lofn/busybox``. The second engine, its
-directories and its mounts are removed afterwards.
+which in the host's namespace is the main engine's bridge. The job on the
+session's standalone cluster gives its executors
+``DOCKER_HOST=unix://<that socket>`` (``spark.executorEnv``); the driver
+(``spark-submit``) keeps the main engine, which has ``lofn/busybox``. The
+second engine, its directories and its mounts are removed afterwards.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ def test_ship_image_to_executors_without_it(standalone_master, bare_engine, busy
     failure = summary["without_ship"]
     assert failure["error"] == "ImageUnavailable", failure
     assert failure["image"] == busybox, failure
-    assert repr(busybox) in failure["message"] and "ship_image=True" in failure["message"], failure
+    assert repr(busybox) in failure["message"] and "ship_image=True" in failure["hint"], failure
 
     # With it: right results, on both executors, which use the second engine.
     assert summary["counts"] == summary["expected_counts"], where
@@ -323,6 +323,30 @@ def test_ship_image_to_executors_without_it(standalone_master, bare_engine, busy
           f"SparkContext {summary['context_seconds']:.1f} s, failing run without ship_image "
           f"{failure['seconds']:.1f} s); "
           f"saved tar {summary['saved_bytes'][0] / 1e6:.2f} MB, docker save + addFile "
-          f"{summary['ship_call_seconds']:.2f} s (second call {summary['second_ship_call_seconds']:.3f} s); "
+          f"{summary['ship_call_seconds']:.2f} s "
+          f"(second call {summary['second_ship_call_seconds']:.3f} s); "
           f"load {logged[0][2]} s on the executors' engine; {waits} task(s) waited on the lock; "
           f"map {summary['map_seconds']:.1f} s, map + reduce {summary['map_reduce_seconds']:.1f} s")
+
+
+def test_map_dataframe_ships_the_image(standalone_master, bare_engine, busybox, docker_client,
+                                       session_tmp):
+    """``map_dataframe(..., pipe=DockerPipe(conf, ship_image=True))`` ships like ``map`` does."""
+    cluster = standalone_master
+    bare = bare_engine.client()
+    expected_id = docker_client.images.get(busybox).id
+    _forget(bare, expected_id)  # the test above left it loaded
+    command = cluster.submit_command(
+        JOB, "--image", busybox, "--partitions", str(PARTITIONS), "--dataframe", conf={
+            "spark.task.maxFailures": "1",
+            "spark.executorEnv.DOCKER_HOST": bare_engine.host})
+    summary, where, elapsed = run_json_job(command, what="spark-submit", timeout=SUBMIT_TIMEOUT,
+                                           logs=cluster.logs, env=cluster.submit_env(session_tmp),
+                                           cwd=ROOT)
+    assert summary["counts"] == summary["expected_counts"], where
+    assert summary["saved_files"] == [f"lofn-image-{expected_id.split(':')[1]}.tar"], summary
+    assert summary["saved_files_after_stop"] == [], summary
+    assert bare.images.get(busybox).id == expected_id
+    assert bare.containers.list(all=True, sparse=True, filters={"label": "lofn"}) == []
+    assert lofn_temp_entries() == [], f"lofn temp entries left in {session_tmp}"
+    print(f"\nmap_dataframe with ship_image: spark-submit {elapsed:.1f} s")

@@ -55,7 +55,7 @@ def test_bad_volumes(sc, no_job_starts, ref, volumes, error, fragment):
     (dict(container_input_name="../x"), InvalidArgument, "'../x'"),
     (dict(container_output_name="/etc/x"), InvalidArgument, "'/etc/x'"),
     (dict(map_udf="no"), InvalidArgumentType, "map_udf must be a function, got 'no'"),
-    (dict(unknown=1), InvalidArgumentType, "['unknown']"),
+    (dict(unknown=1), TypeError, "unexpected keyword argument 'unknown'"),
 ])
 def test_bad_call_arguments(sc, pipe, busybox, no_job_starts, call, error, fragment):
     arguments = {"rdd": sc.parallelize(["x"], 1), "image_name": busybox, "command": "true",

@@ -121,10 +121,11 @@ def test_custom_names_and_reduce_udf(sc, pipe, busybox):
 
 def test_driver_needs_no_docker_engine(sc, pipe, busybox, monkeypatch):
     """Executor workers were started with the real engine; the driver gets a dead one."""
+    import lofn._engine
     import lofn.docker_handler
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    monkeypatch.setattr(lofn.docker_handler, "_clients", {})
+    monkeypatch.setattr(lofn._engine, "_clients", {})
     text = make_text(300)
     counts = pipe.map(sc.parallelize(text, 4), busybox, MAP_COMMAND)
     assert parse_counts(pipe.reduce(counts, busybox, REDUCE_COMMAND)) == python_counts(text)
@@ -181,16 +182,16 @@ def test_map_binary_with_udf_and_custom_names(sc, pipe, busybox):
 
 
 def test_map_binary_directory_removed_on_error(sc, pipe, busybox):
-    with pytest.raises(RuntimeError, match="user code failed"):
-        with pipe.map_binary(sc.parallelize(["a"], 1), busybox, GZIP) as directory:
-            raise RuntimeError("user code failed")
+    with (pytest.raises(RuntimeError, match="user code failed"),
+          pipe.map_binary(sc.parallelize(["a"], 1), busybox, GZIP) as directory):
+        raise RuntimeError("user code failed")
     assert not os.path.exists(directory)
 
 
 def test_map_binary_failure_raises_on_the_driver(sc, pipe, busybox):
-    with pytest.raises(DockerFailure, match="exited with code 4"):
-        with pipe.map_binary(sc.parallelize(["a", "b"], 2), busybox, "exit 4"):
-            pytest.fail("the block must not run")
+    with (pytest.raises(DockerFailure, match="exited with code 4"),
+          pipe.map_binary(sc.parallelize(["a", "b"], 2), busybox, "exit 4")):
+        pytest.fail("the block must not run")
 
 
 def test_reduce_binary_of_plain_bytes_and_udf(sc, pipe, busybox):

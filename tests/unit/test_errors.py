@@ -7,10 +7,12 @@ import pytest
 from lofn.errors import (
     DockerFailure,
     DockerUnavailable,
+    EmptyInput,
     InvalidArgument,
     InvalidArgumentType,
     LofnError,
     MissingOutputError,
+    OutOfMemory,
     OutputDecodeError,
     from_spark_error,
 )
@@ -21,6 +23,7 @@ def test_builtin_bases():
     assert issubclass(InvalidArgumentType, TypeError)
     assert issubclass(DockerUnavailable, OSError)
     assert issubclass(OutputDecodeError, UnicodeError)
+    assert issubclass(EmptyInput, InvalidArgument) and issubclass(EmptyInput, ValueError)
     for cls in (InvalidArgument, InvalidArgumentType, DockerUnavailable, DockerFailure,
                 MissingOutputError, OutputDecodeError):
         assert issubclass(cls, LofnError)
@@ -43,6 +46,18 @@ def test_docker_failure_renders_its_fields():
 def test_docker_failure_pickles():
     copy = pickle.loads(pickle.dumps(failure()))
     assert (copy.exit_code, copy.partition, copy.stderr) == (3, 5, "first\n\nlast: error\n")
+
+
+def test_a_hint_is_a_field_apart_from_the_message():
+    advised = OutOfMemory("container was killed for exceeding its memory limit (8m)",
+                          image="i", exit_code=137, partition=2, hint="raise it with --memory")
+    assert str(advised).splitlines()[:2] == [advised.message, "  image: i"]
+    assert "  hint: raise it with --memory" in str(advised).splitlines()
+    copy = pickle.loads(pickle.dumps(advised))
+    assert (type(copy), copy.message, copy.hint) == (OutOfMemory, advised.message, advised.hint)
+    recovered = from_spark_error(RuntimeError(spark_text(advised)))
+    assert (type(recovered), recovered.message, recovered.hint, recovered.exit_code) == (
+        OutOfMemory, advised.message, "raise it with --memory", 137)
 
 
 def test_seed_style_single_message_still_works():

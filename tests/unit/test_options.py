@@ -22,7 +22,8 @@ from lofn.errors import InvalidArgument, InvalidArgumentType
     (["--workdir=/w"], {"working_dir": "/w"}),
     (["--entrypoint", "/bin/tini"], {"entrypoint": "/bin/tini"}),
     (["--device", "/dev/fuse"], {"devices": ["/dev/fuse"]}),
-    (["--cap-add=SYS_PTRACE", "--cap-drop", "ALL"], {"cap_add": ["SYS_PTRACE"], "cap_drop": ["ALL"]}),
+    (["--cap-add=SYS_PTRACE", "--cap-drop", "ALL"],
+     {"cap_add": ["SYS_PTRACE"], "cap_drop": ["ALL"]}),
     (["--security-opt", "no-new-privileges"], {"security_opt": ["no-new-privileges"]}),
     (["--tmpfs", "/run:size=1m"], {"tmpfs": {"/run": "size=1m"}}),
     (["--tmpfs=/scratch"], {"tmpfs": {"/scratch": ""}}),
@@ -48,7 +49,8 @@ def test_ulimit_and_gpus_become_sdk_types():
     assert parsed["device_requests"][0]["Count"] == -1
     assert parsed["device_requests"][0]["Capabilities"] == [["gpu"]]
     assert parse_docker_options(["--gpus=2"])["device_requests"][0]["Count"] == 2
-    assert parse_docker_options(["--gpus", "device=0,1"])["device_requests"][0]["DeviceIDs"] == ["0", "1"]
+    requests = parse_docker_options(["--gpus", "device=0,1"])["device_requests"]
+    assert requests[0]["DeviceIDs"] == ["0", "1"]
 
 
 def test_old_style_elements_are_split_like_a_shell():
@@ -84,7 +86,7 @@ def test_missing_env_file_names_it(tmp_path):
     (["--ulimit", "nofile=a"], "--ulimit takes NAME=SOFT"),
     (["--gpus", "some"], "--gpus takes"),
     (["--tmpfs", "run"], "--tmpfs takes an absolute"),
-    (["-v", "/only-one-part"], "-v/--volume takes"),
+    (["-v", "/only-one-part"], "'/only-one-part' is not HOST:BIND, HOST:BIND:ro or HOST:BIND:rw"),
     (["--read-only=maybe"], "read_only takes true or false"),
 ])
 def test_bad_flags_are_rejected_naming_them(options, fragment):

@@ -1,4 +1,6 @@
-"""A lofn job whose executors' Docker engine lacks the image; run by tests/cluster/test_ship_image.py.
+"""A lofn job whose executors' Docker engine lacks the image.
+
+Run by tests/cluster/test_ship_image.py.
 
 Usage::
 
@@ -8,8 +10,10 @@ The driver's engine has ``IMAGE``; the executors' engine (their
 ``DOCKER_HOST``) does not. The job first runs a map without
 ``ship_image`` (which must fail with ImageUnavailable), then the word count
 of ``example/word_count.py`` (``map`` + ``reduce``) with
-``ship_image=True``. lofn's log lines go to the executors' stderr. The
-last stdout line is a JSON summary.
+``ship_image=True``. lofn's log lines go to the executors' stderr. With
+``--dataframe`` it runs only the word count's map with
+:func:`lofn.dataframe.map_dataframe` and ``ship_image=True``. The last
+stdout line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -65,7 +69,11 @@ def main() -> None:
     parser.add_argument("--image", required=True)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--lines", type=int, default=2000)
+    parser.add_argument("--dataframe", action="store_true")
     arguments = parser.parse_args()
+    if arguments.dataframe:
+        dataframe_job(arguments)
+        return
 
     lines = make_lines(arguments.lines)
     started = time.monotonic()
@@ -89,6 +97,7 @@ def main() -> None:
             summary["without_ship"] = {
                 "error": type(failure or exc).__name__,
                 "image": getattr(failure, "image", None),
+                "hint": getattr(failure, "hint", None),
                 "message": str(failure or exc).splitlines()[0][:500]}
         summary["without_ship"]["seconds"] = time.monotonic() - started
 
@@ -139,6 +148,35 @@ def main() -> None:
     directory = summary.get("saved_directory")
     summary["saved_directory_removed_at_stop"] = (directory is None
                                                   or not os.path.exists(directory))
+    print(json.dumps(summary, sort_keys=True))
+
+
+def saved_files() -> list[str]:
+    return sorted(os.path.basename(path) for path in
+                  glob.glob(os.path.join(tempfile.gettempdir(), "lofn-image-*", "*.tar")))
+
+
+def dataframe_job(arguments) -> None:
+    """map_dataframe with a pipe that ships the image: it must ship as the RDD methods do."""
+    from pyspark.sql import SparkSession
+
+    from lofn.dataframe import map_dataframe
+
+    lines = make_lines(arguments.lines)
+    spark = SparkSession.builder.appName("lofn ship_image map_dataframe test").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    summary: dict = {"application": spark.sparkContext.applicationId}
+    try:
+        frame = spark.createDataFrame([(line,) for line in lines], "value STRING")
+        pipe = DockerPipe(SparkConf(), ship_image=True)
+        mapped = map_dataframe(frame.repartition(arguments.partitions), arguments.image,
+                               MAP_COMMAND, pipe=pipe, docker_options=DOCKER_OPTIONS)
+        summary["saved_files"] = saved_files()
+        summary["counts"] = word_counts(row.line for row in mapped.collect())
+        summary["expected_counts"] = expected_counts(lines)
+    finally:
+        spark.stop()
+    summary["saved_files_after_stop"] = saved_files()
     print(json.dumps(summary, sort_keys=True))
 
 

@@ -1,0 +1,174 @@
+"""The options model: visible signatures, checks before side effects, one job builder."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from lofn import _images, api
+from lofn.api import DockerPipe
+from lofn.errors import DockerUnavailable, InvalidArgument, InvalidArgumentType
+from lofn.options import CallOptions, PipeOptions
+
+LOCAL = {"spark.master": "local[2]"}  # what DockerPipe reads of a SparkConf
+SEED_POSITIONALS = ["self", "rdd", "image_name", "command"]
+METHODS = ["map", "pipe", "map_binary", "reduce", "reduce_by_key", "reduce_binary"]
+SEED_KEYWORDS = {
+    "__init__": {"temporary_directory_parent", "shared_mountpoint", "volumes"},
+    "map": {"container_input_name", "container_output_name", "docker_options", "map_udf"},
+    "map_binary": {"container_input_name", "container_binary_output_name", "docker_options",
+                   "map_udf", "hdfs_tempdir"},
+    "reduce": {"container_input_name", "container_output_name", "docker_options",
+               "reduce_udf"},
+    "reduce_binary": {"container_binary_input_1_name", "container_binary_input_2_name",
+                      "container_binary_output_name", "docker_options", "reduce_udf"},
+}
+
+
+class FakeRDD:
+    """Enough of an RDD for the driver-side checks; any Spark call fails the test."""
+
+    def mapPartitions(self, *args, **kwargs):
+        raise AssertionError("a Spark transformation was built")
+
+    @property
+    def context(self):
+        raise AssertionError("the SparkContext was used")
+
+
+@pytest.fixture
+def no_side_effects(monkeypatch):
+    """Fail the test if the image is checked or shipped (Docker is touched)."""
+    def touched(*args, **kwargs):
+        raise AssertionError("Docker was touched before the arguments were checked")
+    monkeypatch.setattr(_images, "ship", touched)
+    monkeypatch.setattr(api, "get_client", touched)
+
+
+@pytest.mark.parametrize("name", ["__init__", *METHODS])
+def test_signatures_show_every_keyword(name):
+    parameters = inspect.signature(getattr(DockerPipe, name)).parameters
+    kinds = {p.kind for p in parameters.values()}
+    assert inspect.Parameter.VAR_KEYWORD not in kinds, "keywords hidden in **kwargs"
+    keywords = {n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert SEED_KEYWORDS.get(name, set()) <= keywords
+    assert all(p.annotation is not inspect.Parameter.empty for p in parameters.values()
+               if p.name != "self")
+    if name != "__init__":
+        positional = [n for n, p in parameters.items()
+                      if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        assert positional == SEED_POSITIONALS
+
+
+def test_unknown_keyword_is_a_type_error_naming_it():
+    pipe = DockerPipe(LOCAL)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'containr_input_name'"):
+        pipe.map(FakeRDD(), "img", "true", containr_input_name="x")
+    with pytest.raises(TypeError, match="'volume'"):
+        DockerPipe(LOCAL, volume={})
+
+
+@pytest.mark.parametrize("keywords, error, message", [
+    (dict(timeout=0), InvalidArgument, "timeout must be a positive number of seconds, got 0"),
+    (dict(timeout=float("inf")), InvalidArgument, "got inf"),
+    (dict(timeout="5"), InvalidArgument, "got '5'"),
+    (dict(image_pull="sometimes"), InvalidArgument, "image_pull 'sometimes' is not one of"),
+    (dict(ship_image=True, image_pull="always"), InvalidArgument, "leave image_pull at"),
+    (dict(shared_mountpoint="shared"), InvalidArgument, "absolute container path"),
+    (dict(temporary_directory_parent="tmp"), InvalidArgument, "must be an absolute path"),
+    (dict(result_cache="cache"), InvalidArgument, "hdfs:///path, got 'cache'"),
+    (dict(hdfs_timeout="soon"), InvalidArgument, "hdfs_timeout must be seconds"),
+    (dict(volumes=["/ref"]), InvalidArgumentType, "volumes must be a dict"),
+    (dict(volumes={"/ref": {"bind": "/shared/x"}}), InvalidArgument, "collides"),
+])
+def test_pipe_options_check_themselves(keywords, error, message):
+    with pytest.raises(error, match=None) as info:
+        PipeOptions(**keywords)
+    assert message in str(info.value)
+
+
+def test_pipe_options_normalise_and_are_frozen():
+    options = PipeOptions(shared_mountpoint=None, timeout=3, volumes={"/ref": {"bind": "/r"}})
+    assert options.shared_mountpoint == "/shared/" and options.timeout == 3.0
+    assert options.volumes == {"/ref": {"bind": "/r", "mode": "ro"}}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.timeout = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("keywords, error, message", [
+    (dict(image_name=" "), InvalidArgument, "image_name must be a non-empty string, got ' '"),
+    (dict(command=None), InvalidArgument, "command must be a non-empty string, got None"),
+    (dict(sample=0), InvalidArgument, "sample must be a fraction in (0, 1], got 0"),
+    (dict(sample=0.5, sample_seed=1.5), InvalidArgument, "sample_seed must be a whole number"),
+    (dict(max_fan_in=1), InvalidArgument, "max_fan_in must be a whole number >= 2, got 1"),
+    (dict(max_fan_in=True), InvalidArgument, "got True"),
+    (dict(num_partitions=0), InvalidArgument, "num_partitions must be a positive whole"),
+    (dict(key="first"), InvalidArgumentType, "key must be a function, got 'first'"),
+    (dict(container_output_name="../x"), InvalidArgument, "'../x'"),
+    (dict(docker_options=["--pid=host"]), InvalidArgument, "'--pid=host' is not supported"),
+    (dict(docker_options="--memory=1g"), InvalidArgumentType, "'--memory=1g'"),
+    (dict(delimiter=""), InvalidArgument, "delimiter must be a non-empty str or bytes"),
+    (dict(delimiter=None), InvalidArgument, "text mode needs a delimiter"),
+])
+def test_call_options_check_themselves(keywords, error, message):
+    with pytest.raises(error) as info:
+        CallOptions(**{"image_name": "img", "command": "true", **keywords})
+    assert message in str(info.value)
+
+
+def test_call_options_defaults():
+    text = CallOptions(image_name="img", command="true")
+    assert text.delimiter == b"\n" and text.docker_options == () and text.create_options == {}
+    assert CallOptions(image_name="i", command="c", binary=True).delimiter is None
+    assert CallOptions(image_name="i", command="c", delimiter="\0").delimiter == b"\0"
+    options = CallOptions(image_name="i", command="c", docker_options=["-m", "1g"])
+    assert options.create_options == {"mem_limit": "1g"}
+
+
+@pytest.mark.parametrize("method, keywords", [
+    ("pipe", dict(sample=2)),
+    ("pipe", dict(delimiter="")),
+    ("map", dict(docker_options=["--restart=always"])),
+    ("map_binary", dict(container_binary_output_name="/etc/passwd")),
+    ("reduce", dict(max_fan_in=1)),
+    ("reduce_by_key", dict(num_partitions=0)),
+    ("reduce_by_key", dict(combiner="")),
+    ("reduce_binary", dict(reduce_udf="merge")),
+])
+def test_bad_call_fails_before_docker_or_spark(no_side_effects, method, keywords):
+    """A shipping pipe would ``docker save`` on the driver: nothing may happen before the checks."""
+    pipe = DockerPipe(LOCAL, ship_image=True)
+    with pytest.raises((InvalidArgument, InvalidArgumentType)):
+        result = getattr(pipe, method)(FakeRDD(), "img", "cat", **keywords)
+        if method == "map_binary":
+            with result:
+                pass
+
+
+def test_one_builder_merges_pipe_and_call_options(monkeypatch, tmp_path):
+    def no_engine():
+        raise DockerUnavailable("no engine in a unit test")
+    monkeypatch.setattr(api, "get_client", no_engine)
+    (tmp_path / "ref").mkdir()
+    pipe = DockerPipe(LOCAL, timeout=30, reuse_containers=True, image_pull="missing",
+                      volumes={str(tmp_path / "ref"): {"bind": "/ref"}})
+    call = CallOptions(image_name="img", command="true", docker_options=["-e", "A=1"])
+    job = pipe.job(call, app="app-1", spark_context=None)
+    assert (job.image, job.command, job.app) == ("img", "true", "app-1")
+    assert job.timeout == 30 and job.reuse and job.pull == "missing"
+    assert job.volumes == {str(tmp_path / "ref"): {"bind": "/ref", "mode": "ro"}}
+    assert job.options == {"environment": ["A=1"]} and job.shipment is None
+    faster = pipe.job(dataclasses.replace(call, timeout=5), app="app-1", spark_context=None)
+    assert faster.timeout == 5
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        pipe.job(dataclasses.replace(call, docker_options=["-v", "/no/such:/x"]),
+                 app="app-1", spark_context=None)
+
+
+def test_ship_image_needs_a_context_off_the_driver_host(no_side_effects):
+    pipe = DockerPipe({"spark.master": "spark://head:7077"}, ship_image=True)
+    call = CallOptions(image_name="img", command="true")
+    with pytest.raises(InvalidArgument, match="ship_image=True needs a SparkContext"):
+        pipe.job(call, app="a", spark_context=None)
