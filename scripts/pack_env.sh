@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/env"
 # build from a copy: pip would otherwise write build/ into the checkout
 mkdir "$work/src"
-cp -r "$root/lofn" "$root/setup.py" "$root/pyproject.toml" "$root/README.md" "$work/src/"
+cp -r "$root/lofn" "$root/pyproject.toml" "$root/README.md" "$root/LICENSE" "$work/src/"
 "$work/env/bin/pip" install -q --disable-pip-version-check "$work/src"
 case "$out" in /*) ;; *) out=$PWD/$out ;; esac
 tar -C "$work/env" -czf "$out" .
