@@ -103,7 +103,8 @@ def docker_client():
 @pytest.fixture(scope="session")
 def busybox(docker_client) -> str:
     """The ``lofn/busybox`` image (static busybox, no bash), built if missing."""
-    spec = importlib.util.spec_from_file_location("build_images", ROOT / "scripts" / "build_images.py")
+    spec = importlib.util.spec_from_file_location("build_images",
+                                                  ROOT / "scripts" / "build_images.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.build_busybox(docker_client)

@@ -287,7 +287,8 @@ class Hadoop:
         with open(os.path.join(self.run_dir, "cluster.log"), encoding="utf-8",
                   errors="replace") as log:
             return sum(1 for line in log
-                       if "cmd=open" in line and f"src={path}\t" in line and "proto=webhdfs" in line)
+                       if "cmd=open" in line and f"src={path}\t" in line
+                       and "proto=webhdfs" in line)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

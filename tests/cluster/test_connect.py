@@ -160,7 +160,7 @@ def test_dataframe_word_count_through_spark_connect(connect_server, busybox, doc
     env = {**os.environ, "TMPDIR": session_tmp,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
                                                        os.environ.get("PYTHONPATH")]))}
-    summary, where, elapsed = run_json_job(
+    summary, _where, elapsed = run_json_job(
         [server.python, str(JOB), "--remote", server.url, "--image", busybox,
          "--log-dir", str(log_dir)],
         what="the Connect client job", timeout=JOB_TIMEOUT, stdout_lines=5,

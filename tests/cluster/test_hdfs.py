@@ -9,6 +9,7 @@ import socket
 import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 from pyspark import SparkConf
@@ -52,7 +53,8 @@ def _get(args):
 
 def test_volume_is_downloaded_once_per_host_and_refreshed_when_changed(hdfs_env, tmp_path):
     client = hdfs_env.client()
-    files = {"/cache-test/ref/genome.fa": b">chr1\nACGT\n", "/cache-test/ref/idx/x.idx": b"\0" * 1000}
+    files = {"/cache-test/ref/genome.fa": b">chr1\nACGT\n",
+             "/cache-test/ref/idx/x.idx": b"\0" * 1000}
     for path, data in files.items():
         client.write(path, data, overwrite=True)
     config = hdfs_handler.resolve()
@@ -62,14 +64,14 @@ def test_volume_is_downloaded_once_per_host_and_refreshed_when_changed(hdfs_env,
         paths = set(pool.map(_get, [(config, root, "/cache-test/ref")] * 12))
     assert len(paths) == 1
     local = paths.pop()
-    assert open(os.path.join(local, "genome.fa"), "rb").read() == files["/cache-test/ref/genome.fa"]
-    assert open(os.path.join(local, "idx", "x.idx"), "rb").read() == b"\0" * 1000
+    assert Path(local, "genome.fa").read_bytes() == files["/cache-test/ref/genome.fa"]
+    assert Path(local, "idx", "x.idx").read_bytes() == b"\0" * 1000
     assert {path: hdfs_env.webhdfs_opens(path) for path in files} == {path: 1 for path in files}
 
     client.write("/cache-test/ref/genome.fa", b">chr1\nTTTT\n", overwrite=True)
     refreshed = _get((config, root, "/cache-test/ref"))
     assert refreshed != local
-    assert open(os.path.join(refreshed, "genome.fa"), "rb").read() == b">chr1\nTTTT\n"
+    assert Path(refreshed, "genome.fa").read_bytes() == b">chr1\nTTTT\n"
     assert hdfs_env.webhdfs_opens("/cache-test/ref/genome.fa") == 2
     assert _get((config, root, "/cache-test/ref")) == refreshed
     assert hdfs_env.webhdfs_opens("/cache-test/ref/genome.fa") == 2
@@ -88,7 +90,7 @@ def test_a_killed_download_is_never_trusted(hdfs_env, tmp_path):
     partial.mkdir(parents=True)
     (partial / "single.txt").write_bytes(b"who")
     again = cache.get("/cache-test/single.txt")
-    assert open(os.path.join(again, "single.txt"), "rb").read() == b"whole\n"
+    assert Path(again, "single.txt").read_bytes() == b"whole\n"
     assert not (tmp_path / f".tmp-{key}-killed").exists()
 
 
@@ -98,18 +100,20 @@ def test_file_and_directory_volumes_and_private_rw_copies(hdfs_env, tmp_path):
     client.write("/vol-test/file.txt", b"f\n", overwrite=True)
     parent = str(tmp_path / "parent")
     os.mkdir(parent)
-    volumes = {"/vol-test/dir": {"bind": "/dir", "mode": "rw"}, "/vol-test/file.txt": {"bind": "/f"}}
+    volumes = {"/vol-test/dir": {"bind": "/dir", "mode": "rw"},
+               "/vol-test/file.txt": {"bind": "/f"}}
     with hdfs_handler.setup_user_volumes_from_hdfs(volumes, temporary_directory_parent=parent,
                                                    cache_dir=str(tmp_path / "cache")) as local:
         by_bind = {binding["bind"]: (path, binding["mode"]) for path, binding in local.items()}
         assert os.listdir(by_bind["/f"][0]) == ["file.txt"] and by_bind["/f"][1] == "ro"
         rw_path, mode = by_bind["/dir"]
         assert mode == "rw" and rw_path.startswith(parent)
-        open(os.path.join(rw_path, "a.txt"), "a").write("changed\n")
+        with open(os.path.join(rw_path, "a.txt"), "a") as handle:
+            handle.write("changed\n")
     assert os.listdir(parent) == []  # the private copy is gone
     cached = hdfs_handler.VolumeCache(hdfs_handler.resolve(), str(tmp_path / "cache")).get(
         "/vol-test/dir")
-    assert open(os.path.join(cached, "a.txt")).read() == "a\n"  # the shared copy is untouched
+    assert Path(cached, "a.txt").read_text() == "a\n"  # the shared copy is untouched
 
 
 def test_retried_binary_upload_keeps_one_file(hdfs_env, tmp_path):

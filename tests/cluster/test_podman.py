@@ -312,7 +312,7 @@ def test_word_count_binary_failure_and_reuse_on_podman(podman_service, session_t
                                                        os.environ.get("PYTHONPATH")]))}
     command = [python, str(JOB), "--image", BUSYBOX, "--partitions", str(PARTITIONS),
                *(f"--docker-option={option}" for option in JOB_OPTIONS)]
-    summary, where, elapsed = run_json_job(
+    summary, _where, elapsed = run_json_job(
         command, what="the job", timeout=JOB_TIMEOUT, env=env, cwd=ROOT,
         logs=lambda: f"--- podman service log:\n{service.log_tail()}")
     print(f"\njob on Podman took {elapsed:.1f} s (word count "

@@ -53,9 +53,9 @@ def test_map_refuses_a_link_on_the_output_path(sc, pipe, busybox, host):
 def test_map_binary_refuses_and_moves_nothing(sc, pipe, busybox, host, kind):
     rdd = sc.parallelize(["a", "b"], 2)
     seen = []
-    with pytest.raises(UnsafeOutputError) as info:
-        with pipe.map_binary(rdd, busybox, host.plant(kind, "output.bin")) as directory:
-            seen.append(directory)
+    with (pytest.raises(UnsafeOutputError) as info,
+          pipe.map_binary(rdd, busybox, host.plant(kind, "output.bin")) as directory):
+        seen.append(directory)
     assert not seen  # the block never ran: the map failed first
     host.assert_untouched(str(info.value), paths=(host.directory.parent,))
 

@@ -67,11 +67,16 @@ def _children(pid: int) -> list[int]:
         return [int(child) for child in handle.read().split()]
 
 
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read()
+
+
 def test_worker_killed_with_its_watchdog_is_swept_by_the_next_watchdog(busybox, docker_client,
                                                                        session_tmp):
     with container_holder(busybox, docker_client, session_tmp) as holder:
         watchdogs = [child for child in _children(holder.pid)
-                     if b"lofn._reaper" in open(f"/proc/{child}/cmdline", "rb").read()]
+                     if b"lofn._reaper" in _cmdline(child)]
         assert len(watchdogs) == 1, watchdogs
         os.kill(watchdogs[0], signal.SIGKILL)  # both at once, as the OOM killer might
 

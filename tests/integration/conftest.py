@@ -1,4 +1,7 @@
-"""Integration fixtures: a per-test check that nothing is left behind (`sc` and `pipe` are in tests/conftest.py)."""
+"""Integration fixtures: a per-test check that nothing is left behind.
+
+`sc` and `pipe` are in tests/conftest.py.
+"""
 
 from __future__ import annotations
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
+from example.word_count import MAP_COMMAND, REDUCE_COMMAND
 
 __all__ = ["MAP_COMMAND", "REDUCE_COMMAND", "make_text", "python_counts", "parse_counts"]
 
-WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi "
-         "omicron pi rho sigma tau upsilon phi chi psi omega Genome READ, read. BAM!").split()
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+         "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi",
+         "chi", "psi", "omega", "Genome", "READ,", "read.", "BAM!"]
 
 
 def make_text(lines: int, seed: int = 7) -> list[str]:

@@ -92,7 +92,7 @@ def runs(busybox, session_tmp, tmp_path_factory) -> dict:
     words.mkdir()
     text = make_text(3000, seed=11)
     (words / "book.txt").write_text("\n".join(text) + "\n")
-    jobs["word_count"] = (words, text, LOFN + ["map"] + SPARK + [
+    jobs["word_count"] = (words, text, [*LOFN, "map", *SPARK,
         "--image", busybox, "--partitions", "4", "--command", MAP_COMMAND,
         "--reduce", REDUCE_COMMAND, "book.txt", "-o", "counts.tsv"])
 
@@ -103,7 +103,7 @@ def runs(busybox, session_tmp, tmp_path_factory) -> dict:
            f"request {i * 7 % 1000}" for i in range(400)]
     (grep / "app.log").write_text("\n".join(log) + "\n")
     (grep / "patterns" / "list.txt").write_text("ERROR\nWARN\n")
-    example = [e for e in help_examples(build_parser().format_help()) if "--volume" in e][0]
+    example = next(e for e in help_examples(build_parser().format_help()) if "--volume" in e)
     jobs["volume_example"] = (grep, log, ["sh", "-c",
                                           'lofn() { "$PYTHON" -m lofn "$@"; }\n' + example])
 
@@ -111,7 +111,7 @@ def runs(busybox, session_tmp, tmp_path_factory) -> dict:
     fail = base / "fail"
     fail.mkdir()
     (fail / "in.txt").write_text("".join(f"{i}\n" for i in range(300)))
-    jobs["failure"] = (fail, None, LOFN + ["map"] + SPARK + [
+    jobs["failure"] = (fail, None, [*LOFN, "map", *SPARK,
         "--image", busybox, "-p", "3", "in.txt", "-o", "out.txt", "--command",
         "if grep -qx 150 /shared/input.txt; then echo 'bad record 150' >&2;"
         " echo 'giving up' >&2; exit 3; fi; cat /shared/input.txt > /shared/output.txt"])
@@ -121,7 +121,7 @@ def runs(busybox, session_tmp, tmp_path_factory) -> dict:
     reuse.mkdir()
     lines = [f"line {i}" for i in range(100)]
     (reuse / "in.txt").write_text("\n".join(lines) + "\n")
-    jobs["reuse_quiet"] = (reuse, lines, LOFN + ["map"] + SPARK + [
+    jobs["reuse_quiet"] = (reuse, lines, [*LOFN, "map", *SPARK,
         "--image", busybox, "-p", "5", "--reuse-containers", "--quiet", "in.txt",
         "-o", "-", "--command", "tr a-z A-Z < /shared/input.txt > /shared/output.txt"])
 

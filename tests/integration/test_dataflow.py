@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
-
 import pytest
 
 from .helpers import MAP_COMMAND, REDUCE_COMMAND, make_text, parse_counts, python_counts
@@ -49,7 +47,7 @@ def test_every_key_lands_in_one_partition_chosen_by_the_partitioner(sc, pipe, bu
                              num_partitions=5, partition_func=by_number).glom().collect()
     for index, partition in enumerate(out):
         assert {int(line.split("\t")[0][1:]) % 5 for line in partition} <= {index}
-    assert sorted(sum(out, [])) == sorted(records)
+    assert sorted(line for partition in out for line in partition) == sorted(records)
 
 
 def test_sort_within_partitions_and_custom_key(sc, pipe, busybox):
@@ -61,7 +59,7 @@ def test_sort_within_partitions_and_custom_key(sc, pipe, busybox):
     for partition in out:
         keys = [line.split(",")[0] for line in partition]
         assert keys == sorted(keys)
-    assert sorted(sum(out, [])) == sorted(records)
+    assert sorted(line for partition in out for line in partition) == sorted(records)
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

@@ -24,7 +24,7 @@ def test_word_count_map_per_partition(sc, pipe, busybox):
     rdd = sc.parallelize(text, 6)
     per_partition = pipe.map(rdd, busybox, MAP_COMMAND).glom().collect()
     assert len(per_partition) == 6
-    for lines, expected in zip(per_partition, rdd.glom().collect()):
+    for lines, expected in zip(per_partition, rdd.glom().collect(), strict=True):
         assert parse_counts(lines) == python_counts(expected)
 
 
@@ -93,7 +93,8 @@ def test_rw_volume_can_be_written(sc, busybox, tmp_path):
 
 def test_command_reaches_sh_exactly_as_written(sc, pipe, busybox):
     command = ("x='a  b'; y=\"it's\"; echo \"$x|$y|$((6 * 7))|${x%% *}\" > /shared/output.txt;"
-               " printf '%s\\n' 'single $HOME stays' \"tab:\t.\" | tr a-z A-Z >> /shared/output.txt")
+               " printf '%s\\n' 'single $HOME stays' \"tab:\t.\" | tr a-z A-Z"
+               " >> /shared/output.txt")
     assert pipe.map(sc.parallelize(["-"], 1), busybox, command).collect() == [
         "a  b|it's|42|a", "SINGLE $HOME STAYS", "TAB:\t."]
 

@@ -51,6 +51,6 @@ def test_hdfs_volumes_need_an_hdfs_url(monkeypatch, tmp_path):
 
     monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
     monkeypatch.setenv("HDFSCLI_CONFIG", str(tmp_path / "none.cfg"))
-    with pytest.raises(ValueError, match="needs an HDFS URL"):
-        with setup_user_volumes_from_hdfs({"/ref": {"bind": "/ref"}}):
-            pass
+    with (pytest.raises(ValueError, match="needs an HDFS URL"),
+          setup_user_volumes_from_hdfs({"/ref": {"bind": "/ref"}})):
+        pass

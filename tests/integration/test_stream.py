@@ -49,7 +49,8 @@ def test_no_files_are_mounted(sc, pipe, busybox, docker_client):
 
     def watch():
         while not done.is_set():
-            for c in docker_client.api.containers(filters={"label": f"lofn.app={sc.applicationId}"}):
+            label = f"lofn.app={sc.applicationId}"
+            for c in docker_client.api.containers(filters={"label": label}):
                 mounts.append(c.get("Mounts"))
             time.sleep(0.05)
 
@@ -83,7 +84,7 @@ def test_text_output_must_be_utf8(sc, pipe, busybox):
 
 def test_empty_partitions_start_no_container(sc, pipe, busybox):
     out = pipe.pipe(sc.parallelize(["x"], 4), busybox, "echo ran").glom().collect()
-    assert sum(out, []) == ["ran"]
+    assert [line for partition in out for line in partition] == ["ran"]
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

@@ -47,7 +47,7 @@ def test_master_types(master, kind):
 
 
 def test_unsupported_master_is_rejected_naming_it():
-    with pytest.raises(ValueError, match="k8s://h:443.*local.*spark://.*yarn"):
+    with pytest.raises(ValueError, match=r"k8s://h:443.*local.*spark://.*yarn"):
         DockerPipe(SparkConf(loadDefaults=False).setMaster("k8s://h:443"))
 
 

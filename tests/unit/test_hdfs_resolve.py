@@ -5,8 +5,8 @@ import getpass
 import pytest
 from pyspark import SparkConf
 
-from lofn.hdfs_handler import DEFAULT_TIMEOUT, resolve
 from lofn.errors import InvalidArgument
+from lofn.hdfs_handler import DEFAULT_TIMEOUT, resolve
 
 
 @pytest.fixture(autouse=True)

@@ -75,7 +75,7 @@ def test_a_link_is_named_with_its_target_never_its_content(host):
 
 
 def test_a_link_on_the_way_is_not_followed(host, tmp_path):
-    shared, secret = host
+    shared, _secret = host
     (shared / "out").symlink_to(tmp_path)  # out/secret.txt would be the host file
     with pytest.raises(_safefs.NotRegularFile) as info:
         _safefs.open_regular(str(shared), "out/secret.txt")
@@ -199,7 +199,7 @@ def test_remove_tree_removes_a_tree_of_any_depth_without_following_links(host, t
     outside.mkdir()
     (outside / "keep.txt").write_text("keep")
     descriptor = os.open(shared, os.O_RDONLY | os.O_DIRECTORY)
-    for level in range(1500):  # deeper than recursion (or a descriptor per level) allows
+    for _level in range(1500):  # deeper than recursion (or a descriptor per level) allows
         os.mkdir("d", dir_fd=descriptor)
         os.symlink(str(outside), "link", dir_fd=descriptor)
         inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=descriptor)

@@ -17,9 +17,9 @@ import sys
 from pyspark import SparkConf, SparkContext, TaskContext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
-from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
-from lofn.api import DockerPipe  # noqa: E402
-from lofn.errors import from_spark_error  # noqa: E402
+from example.word_count import MAP_COMMAND, REDUCE_COMMAND
+from lofn.api import DockerPipe
+from lofn.errors import from_spark_error
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--image", required=True)
@@ -29,7 +29,7 @@ parser.add_argument("--secret", help="a host file a hostile map_binary links its
 args = parser.parse_args()
 
 rng = random.Random(3)
-words = "genome read align merge sort index bam sam fastq reference".split()
+words = ["genome", "read", "align", "merge", "sort", "index", "bam", "sam", "fastq", "reference"]
 text = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) for _ in range(1500)]
 
 sc = SparkContext(conf=SparkConf().setAppName("lofn-yarn-e2e"))

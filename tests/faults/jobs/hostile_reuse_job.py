@@ -19,13 +19,14 @@ import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 from pyspark import SparkConf, SparkContext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
-from lofn.api import DockerPipe  # noqa: E402
-from tests.warm_containers import WarmContainers  # noqa: E402
-from lofn.errors import from_spark_error  # noqa: E402
+from lofn.api import DockerPipe
+from lofn.errors import from_spark_error
+from tests.warm_containers import WarmContainers
 
 PARTITIONS = 24
 image = sys.argv[1]
@@ -36,8 +37,8 @@ with open(victim, "w") as handle:
     handle.write("victim: must never change\n")
 with open(secret, "w") as handle:
     handle.write(f"secret {uuid.uuid4().hex}\n")
-victim_before = open(victim).read()
-secret_text = open(secret).read().strip()
+victim_before = Path(victim).read_text()
+secret_text = Path(secret).read_text().strip()
 
 COUNT_SURVIVORS = ("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
                    " | grep -c '^sleep 1001'")
@@ -66,7 +67,7 @@ with warm.map_binary(sc.parallelize(rows, 4), image,
                      docker_options=NETWORK) as directory:
     parts = sorted(os.listdir(directory))
     binary_lines = sorted(line for part in parts for line in gzip.decompress(
-        open(os.path.join(directory, part), "rb").read()).decode().splitlines())
+        Path(directory, part).read_bytes()).decode().splitlines())
 binary_refused = None
 try:
     with warm.map_binary(sc.parallelize(rows, 2), image, f"ln -s {secret} /shared/output.bin",
@@ -96,7 +97,7 @@ deadline = time.monotonic() + 30
 while (client.api.containers(all=True, filters={"label": f"lofn.app={app}"}) or left_dirs()) \
         and time.monotonic() < deadline:
     time.sleep(0.2)
-victim_after = open(victim).read()
+victim_after = Path(victim).read_text()
 os.unlink(victim)
 os.unlink(secret)
 print(json.dumps({

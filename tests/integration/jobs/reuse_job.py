@@ -11,9 +11,9 @@ import time
 from pyspark import SparkConf, SparkContext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
-from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
-from lofn.api import DockerPipe  # noqa: E402
-from tests.warm_containers import WarmContainers  # noqa: E402
+from example.word_count import MAP_COMMAND, REDUCE_COMMAND
+from lofn.api import DockerPipe
+from tests.warm_containers import WarmContainers
 
 image = sys.argv[1]
 sc = SparkContext(conf=SparkConf().setMaster("local[2]").setAppName("lofn-reuse")
