@@ -177,6 +177,18 @@ def _hdfscli_alias(alias: str | None) -> tuple[dict, str, str] | None:
     raise InvalidArgument(f"hdfs_url {alias!r} is neither a URL nor an alias in {config.path}")
 
 
+def _hadoop_properties(spark_conf) -> Iterator[tuple[dict[str, str], str]]:
+    """Hadoop properties that may name the namenode, in the order lofn looks, and their source."""
+    if spark_conf is not None:
+        yield ({key[len("spark.hadoop."):]: value for key, value in spark_conf.getAll()
+                if key.startswith("spark.hadoop.")}, "the Spark configuration (spark.hadoop.*)")
+    conf_dir = os.environ.get("HADOOP_CONF_DIR")
+    if conf_dir:
+        yield ({**_xml_properties(os.path.join(conf_dir, "core-site.xml")),
+                **_xml_properties(os.path.join(conf_dir, "hdfs-site.xml"))},
+               f"HADOOP_CONF_DIR={conf_dir}")
+
+
 def resolve(hdfs_url: str | None = None, spark_conf=None, user: str | None = None,
             timeout=None) -> HdfsConfig:
     """Find the namenode's WebHDFS address and build the client configuration.
@@ -192,35 +204,26 @@ def resolve(hdfs_url: str | None = None, spark_conf=None, user: str | None = Non
         InvalidArgument: no address can be found anywhere.
     """
     options: dict = {}
-    class_name = "InsecureClient"
-    url = source = None
+    class_name, source = "InsecureClient", None
     if hdfs_url and "://" in hdfs_url:
-        url, source = hdfs_url, "hdfs_url"
+        options, source = {"url": hdfs_url}, "hdfs_url"
     elif hdfs_url:
-        options, class_name, source = _hdfscli_alias(hdfs_url) or ({}, class_name, None)
-        url = options.get("url")
-    if url is None and spark_conf is not None:
-        props = {key[len("spark.hadoop."):]: value for key, value in spark_conf.getAll()
-                 if key.startswith("spark.hadoop.")}
-        url = _from_hadoop_properties(props)
-        source = "the Spark configuration (spark.hadoop.*)" if url else None
-    if url is None and os.environ.get("HADOOP_CONF_DIR"):
-        conf_dir = os.environ["HADOOP_CONF_DIR"]
-        props = {**_xml_properties(os.path.join(conf_dir, "core-site.xml")),
-                 **_xml_properties(os.path.join(conf_dir, "hdfs-site.xml"))}
-        url = _from_hadoop_properties(props)
-        source = f"HADOOP_CONF_DIR={conf_dir}" if url else None
-    if url is None:
-        alias = _hdfscli_alias(None)
-        if alias is not None:
-            options, class_name, source = alias
-            url = options.get("url")
+        options, class_name, source = _hdfscli_alias(hdfs_url) or (options, class_name, source)
+    if not options.get("url"):
+        for props, where in _hadoop_properties(spark_conf):
+            found = _from_hadoop_properties(props)
+            if found:
+                options, source = {**options, "url": found}, where
+                break
+        else:
+            options, class_name, source = _hdfscli_alias(None) or (options, class_name, source)
+    url = options.get("url")
     if not url:
         raise InvalidArgument(
             "HDFS support needs an HDFS URL: pass hdfs_url='http://NAMENODE:9870' to "
             "DockerPipe, set spark.hadoop.dfs.namenode.http-address, point HADOOP_CONF_DIR "
             "at a directory with hdfs-site.xml, or configure an HdfsCLI default alias")
-    options = {**options, "url": url}
+    options = dict(options)
     if timeout is not None or "timeout" not in options:  # an explicit timeout wins
         options["timeout"] = _timeout(timeout)
     if class_name == "InsecureClient" and (user or "user" not in options):
