@@ -259,7 +259,7 @@ class DockerPipe:
             temporary_directory_parent=options.temporary_directory_parent, app=app,
             hdfs_volumes=self.volumes if on_hdfs else None,
             hdfs=self.hdfs if on_hdfs and (self.volumes or binary) else None,
-            timeout=options.timeout if call.timeout is None else call.timeout,
+            timeout=options.timeout if isinstance(call.timeout, Default) else call.timeout,
             pull=options.image_pull, reuse=options.reuse_containers,
             cache=self._cache(), shipment=shipment)
 
@@ -282,7 +282,7 @@ class DockerPipe:
             container_output_name: str = "output.txt",
             docker_options: list[str] | None = None,
             map_udf: Callable | None = None,
-            timeout: float | None = None,
+            timeout: float | Default | None = Default.PIPE_TIMEOUT,
             sample: float | None = None,
             sample_seed: int = 0) -> RDD:
         """Run a container over each partition and return its output lines as an RDD.
@@ -304,7 +304,8 @@ class DockerPipe:
             map_udf: function taking the partition (as a list) and returning a
                 dict of file name -> contents (bytes, str, or an iterable of
                 lines); the files replace the input file.
-            timeout: seconds each container may run (overrides the pipe's).
+            timeout: seconds each container may run, ``None`` for no limit
+                (default: the pipe's).
             sample: run on a random fraction of the input only (e.g. ``0.01``),
                 to try a pipeline quickly; every method takes it.
             sample_seed: the sample's seed (default 0): the same seed gives
@@ -327,7 +328,7 @@ class DockerPipe:
              binary: bool = False,
              delimiter: str | bytes | Default | None = Default.DELIMITER,
              docker_options: list[str] | None = None,
-             timeout: float | None = None,
+             timeout: float | Default | None = Default.PIPE_TIMEOUT,
              sample: float | None = None,
              sample_seed: int = 0) -> RDD:
         """Stream each partition through a container's stdin and stdout (no temp files).
@@ -369,7 +370,7 @@ class DockerPipe:
                    docker_options: list[str] | None = None,
                    map_udf: Callable | None = None,
                    hdfs_tempdir: str | None = None,
-                   timeout: float | None = None,
+                   timeout: float | Default | None = Default.PIPE_TIMEOUT,
                    sample: float | None = None,
                    sample_seed: int = 0) -> Iterator[str]:
         """Run a container over each partition and keep its binary output files.
@@ -441,7 +442,7 @@ class DockerPipe:
                docker_options: list[str] | None = None,
                reduce_udf: Callable | None = None,
                max_fan_in: int = MAX_FAN_IN,
-               timeout: float | None = None,
+               timeout: float | Default | None = Default.PIPE_TIMEOUT,
                sample: float | None = None,
                sample_seed: int = 0) -> list[str]:
         """Merge all partitions into one result with a container, in a tree on the executors.
@@ -477,7 +478,7 @@ class DockerPipe:
             The lines of the final output file.
 
         Raises:
-            ValueError: every partition is empty.
+            EmptyInput: every partition is empty (a ``ValueError``).
             DockerFailure: a container failed.
         """
         call = CallOptions(image_name=image_name, command=command,
@@ -509,7 +510,7 @@ class DockerPipe:
                       container_input_name: str = "input.txt",
                       container_output_name: str = "output.txt",
                       docker_options: list[str] | None = None,
-                      timeout: float | None = None,
+                      timeout: float | Default | None = Default.PIPE_TIMEOUT,
                       sample: float | None = None,
                       sample_seed: int = 0) -> RDD:
         """Shuffle records by key, then run the reduce container once per shuffled partition.
@@ -572,7 +573,7 @@ class DockerPipe:
                       container_binary_output_name: str = "output.bin",
                       docker_options: list[str] | None = None,
                       reduce_udf: Callable | None = None,
-                      timeout: float | None = None,
+                      timeout: float | Default | None = Default.PIPE_TIMEOUT,
                       sample: float | None = None,
                       sample_seed: int = 0) -> bytes:
         """Merge binary files pairwise with a container, in a tree on the executors.

@@ -35,7 +35,7 @@ from typing import Any
 from lofn._task import ContainerJob, _task_ids
 from lofn.api import DockerPipe
 from lofn.errors import InvalidArgument, InvalidArgumentType, LofnError
-from lofn.options import CallOptions
+from lofn.options import CallOptions, Default
 from lofn.tmp_file_handler import lines_of
 
 __all__ = ["map_dataframe", "pipe_for"]
@@ -216,7 +216,7 @@ def _default_row(plan: _Plan, number: int, line: str) -> tuple:
     return tuple(row)
 
 
-def _user_row(plan: _Plan, number: int, line: str) -> tuple | None:
+def _row(plan: _Plan, number: int, line: str) -> tuple | None:
     """The row of output line ``number``, by ``parse`` or the default parser; ``None``: drop it."""
     if plan.parse is None:
         return _default_row(plan, number, line)
@@ -268,7 +268,7 @@ def _output_batches(plan: _Plan, lines: Iterator[str]):
     columns: list[list] = [[] for _ in range(width)]
     rows = 0
     for number, line in enumerate(lines, 1):
-        row = _user_row(plan, number, line)
+        row = _row(plan, number, line)
         if row is None:
             continue
         for values, value in zip(columns, row, strict=True):
@@ -426,7 +426,8 @@ def map_dataframe(df, image_name: str, command: str, *, column: str | None = Non
     call = CallOptions(image_name=image_name, command=command,
                        container_input_name=container_input_name,
                        container_output_name=container_output_name,
-                       docker_options=docker_options, timeout=timeout)
+                       docker_options=docker_options,
+                       timeout=Default.PIPE_TIMEOUT if timeout is None else timeout)
     if not (hasattr(df, "mapInArrow") and hasattr(df, "schema")):
         raise InvalidArgumentType(f"df must be a Spark DataFrame, got {type(df).__name__}")
     session = df.sparkSession

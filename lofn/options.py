@@ -9,7 +9,7 @@ Spark:
 - :class:`CallOptions`: the keywords of one call (:meth:`~lofn.api.DockerPipe.map`,
   :meth:`~lofn.api.DockerPipe.reduce`, ..., :func:`~lofn.dataframe.map_dataframe`),
   with the image and command. A method passes only its own keywords; the
-  others stay ``None``.
+  others keep their defaults, which no method's job reads.
 
 Each field is declared with :func:`_option`: its check, and for those the
 ``lofn`` command line offers, its flag and help text. The command line is
@@ -46,10 +46,12 @@ MAX_FAN_IN = 32
 
 
 class Default(enum.Enum):
-    """A keyword's default that depends on other keywords (``pipe(delimiter=...)``)."""
+    """A keyword's default that depends on something else."""
 
-    #: ``'\\n'`` for text, no delimiter for ``binary=True``.
+    #: ``pipe(delimiter=...)``: ``'\\n'`` for text, no delimiter for ``binary=True``.
     DELIMITER = "newline for text, none for binary"
+    #: A method's ``timeout``: the pipe's (``timeout=None`` means no limit).
+    PIPE_TIMEOUT = "the pipe's timeout"
 
 
 # -- checks: each takes the keyword's name and value, returns the value to keep -------
@@ -74,10 +76,15 @@ def _seconds(name: str, value: Any) -> float | None:
     return float(value)
 
 
-def _whole(minimum: int | None, wording: str) -> Check:
+def _call_seconds(name: str, value: Any) -> float | Default | None:
+    return value if value is Default.PIPE_TIMEOUT else _seconds(name, value)
+
+
+def _whole(minimum: int | None, wording: str, *, required: bool = False) -> Check:
     def check(name: str, value: Any) -> int | None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or (minimum is not None and value < minimum)):
+        if (value is None and required) or (value is not None and (
+                isinstance(value, bool) or not isinstance(value, int)
+                or (minimum is not None and value < minimum))):
             raise InvalidArgument(f"{name} must be {wording}, got {value!r}")
         return value
     return check
@@ -100,6 +107,11 @@ def _text(name: str, value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise InvalidArgument(f"{name} must be a non-empty string, got {value!r}")
     return value
+
+
+def _unset_if_empty(check: Check) -> Check:
+    """``check``, with ``''`` taken as not given (``os.environ.get(NAME, '')``)."""
+    return lambda name, value: check(name, None if value == "" else value)
 
 
 def _required_text(name: str, value: Any) -> str:
@@ -183,8 +195,8 @@ class PipeOptions:
         parse=_options.parse_volume,
         help="mount host directory or file HOST at BIND in every container, read-only "
              "unless ':rw' (repeatable)")
-    hdfs_url: str | None = _option(_text)
-    hdfs_user: str | None = _option(_text)
+    hdfs_url: str | None = _option(_unset_if_empty(_text))
+    hdfs_user: str | None = _option(_unset_if_empty(_text))
     hdfs_timeout: Any = _option(_hdfs_timeout)
     timeout: float | None = _option(
         _seconds, flags=("--timeout",), metavar="SECONDS", parse=float,
@@ -202,7 +214,7 @@ class PipeOptions:
                                                  hdfs=True))
 
     def __post_init__(self) -> None:
-        if self.shared_mountpoint is None:  # the seed's scripts pass None for the default
+        if not self.shared_mountpoint:  # the seed's scripts pass None for the default
             object.__setattr__(self, "shared_mountpoint", "/shared/")
         _check_fields(self)
         if self.ship_image and self.image_pull != "never":
@@ -226,9 +238,9 @@ class CallOptions:
         metavar="FLAG", help="a 'docker run' flag, e.g. --docker-option=--memory=1g or "
                              "--docker-option='-e THREADS=4' (repeatable; see lofn's "
                              "docker_options documentation for the supported flags)")
-    timeout: float | None = _option(_seconds)
+    timeout: float | Default | None = _option(_call_seconds, Default.PIPE_TIMEOUT)
     sample: float | None = _option(_fraction)
-    sample_seed: int = _option(_whole(None, "a whole number"), 0)
+    sample_seed: int = _option(_whole(None, "a whole number", required=True), 0)
     container_input_name: str = _option(_file_name, "input.txt")
     container_output_name: str = _option(_file_name, "output.txt")
     container_binary_output_name: str = _option(_file_name, "output.bin")
@@ -241,7 +253,7 @@ class CallOptions:
         parse=int,
         help="the most outputs one --reduce container merges at once (default 32; 2 gives "
              "a pairwise tree)")
-    hdfs_tempdir: str | None = _option(_text)
+    hdfs_tempdir: str | None = _option(_unset_if_empty(_absolute("an absolute HDFS path")))
     binary: bool = _option(_flag, False)
     delimiter: Any = _option(_anything, Default.DELIMITER)
     key: Callable | None = _option(_function)

@@ -8,6 +8,7 @@ import decimal
 
 import pytest
 
+from lofn.api import DockerPipe
 from lofn.dataframe import map_dataframe, pipe_for
 from lofn.errors import (
     DockerFailure,
@@ -141,3 +142,29 @@ def test_bad_arguments_fail_on_the_client(spark, busybox):
         map_dataframe(df.rdd, busybox, CAT, column="s")
     with pytest.raises(InvalidArgument, match="command must be a non-empty string"):
         map_dataframe(df, busybox, " ", column="s")
+
+
+def test_a_shipping_pipe_ships_for_map_dataframe_too(spark, busybox, monkeypatch):
+    """``map_dataframe`` builds its job with ``DockerPipe.job``, as ``map`` does (it once did not).
+
+    In local mode nothing is saved (the driver's engine is the executors'),
+    but the job must carry the shipment; tests/cluster/test_ship_image.py
+    runs the same against executors whose engine lacks the image.
+    """
+    from pyspark import SparkConf
+
+    from lofn import _images
+
+    shipped = []
+    ship = _images.ship
+
+    def recording(sc, image, *args, **kwargs):
+        shipped.append((sc, image, kwargs.get("save")))
+        return ship(sc, image, *args, **kwargs)
+
+    monkeypatch.setattr(_images, "ship", recording)
+    df = spark.createDataFrame([("b",), ("a",)], "s STRING")
+    out = map_dataframe(df, busybox, "sort /shared/input.txt > /shared/output.txt",
+                        pipe=DockerPipe(SparkConf(), ship_image=True))
+    assert shipped == [(spark.sparkContext, busybox, False)]
+    assert sorted(row.line for row in out.collect()) == ["a", "b"]

@@ -92,6 +92,8 @@ def test_pipe_options_check_themselves(keywords, error, message):
 def test_pipe_options_normalise_and_are_frozen():
     options = PipeOptions(shared_mountpoint=None, timeout=3, volumes={"/ref": {"bind": "/r"}})
     assert options.shared_mountpoint == "/shared/" and options.timeout == 3.0
+    unset = PipeOptions(shared_mountpoint="", hdfs_url="", hdfs_user="")  # os.environ.get(X, "")
+    assert (unset.shared_mountpoint, unset.hdfs_url, unset.hdfs_user) == ("/shared/", None, None)
     assert options.volumes == {"/ref": {"bind": "/r", "mode": "ro"}}
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.timeout = 5  # type: ignore[misc]
@@ -102,6 +104,8 @@ def test_pipe_options_normalise_and_are_frozen():
     (dict(command=None), InvalidArgument, "command must be a non-empty string, got None"),
     (dict(sample=0), InvalidArgument, "sample must be a fraction in (0, 1], got 0"),
     (dict(sample=0.5, sample_seed=1.5), InvalidArgument, "sample_seed must be a whole number"),
+    (dict(sample=0.5, sample_seed=None), InvalidArgument, "got None"),
+    (dict(hdfs_tempdir="tmp/out"), InvalidArgument, "hdfs_tempdir must be an absolute HDFS path"),
     (dict(max_fan_in=1), InvalidArgument, "max_fan_in must be a whole number >= 2, got 1"),
     (dict(max_fan_in=True), InvalidArgument, "got True"),
     (dict(num_partitions=0), InvalidArgument, "num_partitions must be a positive whole"),
@@ -132,6 +136,7 @@ def test_call_options_defaults():
     ("pipe", dict(delimiter="")),
     ("map", dict(docker_options=["--restart=always"])),
     ("map_binary", dict(container_binary_output_name="/etc/passwd")),
+    ("map_binary", dict(hdfs_tempdir="relative/dir")),
     ("reduce", dict(max_fan_in=1)),
     ("reduce_by_key", dict(num_partitions=0)),
     ("reduce_by_key", dict(combiner="")),
@@ -162,6 +167,8 @@ def test_one_builder_merges_pipe_and_call_options(monkeypatch, tmp_path):
     assert job.options == {"environment": ["A=1"]} and job.shipment is None
     faster = pipe.job(dataclasses.replace(call, timeout=5), app="app-1", spark_context=None)
     assert faster.timeout == 5
+    unlimited = pipe.job(dataclasses.replace(call, timeout=None), app="app-1", spark_context=None)
+    assert unlimited.timeout is None  # a method's timeout=None lifts the pipe's
     with pytest.raises(InvalidArgument, match="does not exist"):
         pipe.job(dataclasses.replace(call, docker_options=["-v", "/no/such:/x"]),
                  app="app-1", spark_context=None)
@@ -172,3 +179,10 @@ def test_ship_image_needs_a_context_off_the_driver_host(no_side_effects):
     call = CallOptions(image_name="img", command="true")
     with pytest.raises(InvalidArgument, match="ship_image=True needs a SparkContext"):
         pipe.job(call, app="a", spark_context=None)
+
+
+def test_ensure_image_refuses_an_unknown_policy():
+    from lofn.docker_handler import ensure_image
+
+    with pytest.raises(InvalidArgument, match="image_pull 'sometimes' is not one of"):
+        ensure_image(object(), "img", "sometimes")
