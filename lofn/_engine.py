@@ -7,6 +7,9 @@
   afterwards whether it did.
 * :class:`StderrTail` keeps the last lines of a container's stderr as it
   streams by; :func:`logs_tail` asks the engine for them.
+* :func:`in_flight` turns the engine going away in the middle of a task into
+  :class:`~lofn.errors.EngineLost`, naming what was in flight, and has what
+  the lost engine left removed when it answers again (:func:`remove_when_back`).
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import docker
-from docker.errors import DockerException
+import requests
+import urllib3
+from docker.errors import APIError, DockerException, NotFound
 
-from lofn.errors import DockerUnavailable
+from lofn.errors import DockerUnavailable, EngineLost
 
 __all__ = ["client", "connect", "address", "Deadline", "StderrTail", "logs_tail",
-           "STDERR_TAIL_LINES"]
+           "STDERR_TAIL_LINES", "LOST", "in_flight", "remove", "remove_when_back", "when_lost"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +41,16 @@ STDERR_TAIL_LINES = 20
 #: Bytes kept of one stderr line (its end): a line never ending cannot fill the memory.
 LINE_BYTES = 1 << 16
 _DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
+#: How docker-py fails when the engine goes away in the middle of a call: requests' and
+#: urllib3's connection errors, and the socket's own (reset, broken pipe, refused).
+LOST: tuple[type[BaseException], ...] = (
+    requests.exceptions.ConnectionError, urllib3.exceptions.ProtocolError, ConnectionError)
+#: What an engine that is down, or went away, raises.
+NOT_ANSWERING: tuple[type[BaseException], ...] = (DockerUnavailable, *LOST)
+#: Seconds a worker (and its watchdog) keeps trying to remove what a lost engine left.
+RETRY_SECONDS = 300.0
+#: Seconds between two tries.
+RETRY_INTERVAL = 1.0
 
 _clients: dict[int, docker.DockerClient] = {}
 
@@ -54,10 +72,13 @@ def connect(timeout: float | None = None) -> docker.DockerClient:
     Raises:
         DockerUnavailable: no engine answers, or this user may not use it.
     """
+    new = None
     try:
         new = docker.from_env() if timeout is None else docker.from_env(timeout=int(timeout))
         new.ping()
     except (DockerException, OSError) as exc:
+        if new is not None:
+            new.close()
         hint = ("this user may not use the Docker socket: add it to the 'docker' group "
                 "or point DOCKER_HOST at an engine it may use"
                 if "Permission denied" in str(exc) else
@@ -161,3 +182,118 @@ class StderrTail:
 def logs_tail(container) -> str:
     """The last :data:`STDERR_TAIL_LINES` lines of a container's stderr, from the engine."""
     return _decode(container.logs(stdout=False, stderr=True, tail=STDERR_TAIL_LINES))
+
+
+# ---------------------------------------------------------------------------
+# an engine lost in the middle of a task
+
+class Flight:
+    """What a task is asking of the engine (``step``), and the containers it made."""
+
+    def __init__(self, partition: int | None, step: str) -> None:
+        self.partition = partition
+        self.step = step
+        self.containers: list[str] = []
+
+
+_lost_hooks: list[Callable[[], None]] = []
+
+
+def when_lost(hook: Callable[[], None]) -> None:
+    """Call ``hook`` whenever a task of this process loses the engine (reuse mode's handles)."""
+    _lost_hooks.append(hook)
+
+
+@contextmanager
+def in_flight(partition: int | None, step: str = "connecting to it") -> Iterator[Flight]:
+    """Turn the engine going away inside the block into :class:`~lofn.errors.EngineLost`.
+
+    The block keeps ``flight.step`` (what it asks of the engine) and
+    ``flight.containers`` (what it made) up to date; when the engine is
+    lost, those containers are removed as soon as it answers again.
+    """
+    flight = Flight(partition, step)
+    try:
+        yield flight
+    except LOST as exc:
+        remove_when_back(flight.containers)
+        for hook in _lost_hooks:
+            hook()
+        where = "" if partition is None else f" (partition {partition})"
+        raise EngineLost(
+            f"lost the Docker engine at {address()} on host {os.uname().nodename} while "
+            f"{flight.step}{where}: {exc}; lofn removes what it left when it answers again, "
+            "and a retry of the task runs on it then") from exc
+
+
+def remove(container, flight: Flight) -> None:
+    """Remove ``container`` (forced), at the end of a task's use of it.
+
+    When the engine is lost meanwhile, the container is left to
+    :func:`remove_when_back`; that loss is the task's error only if no other
+    error is on its way already.
+    """
+    failing = sys.exc_info()[1] is not None
+    if not failing:
+        flight.step = "removing the container"
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+    except LOST:
+        if not failing:
+            raise
+        remove_when_back([container.id])
+
+
+_orphans: set[str] = set()
+_orphans_lock = threading.Lock()
+_cleaner: threading.Thread | None = None
+
+
+def remove_when_back(containers: Iterable[str]) -> None:
+    """Remove ``containers`` (IDs or names) as soon as the engine answers again.
+
+    A daemon thread of this process tries every :data:`RETRY_INTERVAL`
+    seconds for :data:`RETRY_SECONDS`; if the process ends first, its
+    watchdog removes them (:mod:`lofn._reaper`).
+    """
+    global _cleaner
+    with _orphans_lock:
+        _orphans.update(containers)
+        if not _orphans or (_cleaner is not None and _cleaner.is_alive()):
+            return
+        _cleaner = threading.Thread(target=_remove_orphans, name="lofn-engine-cleanup",
+                                    daemon=True)
+        _cleaner.start()
+
+
+def _remove_orphans() -> None:
+    deadline = time.monotonic() + RETRY_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(RETRY_INTERVAL)
+        with _orphans_lock:
+            pending = sorted(_orphans)
+        try:
+            for container in pending:
+                _remove_by_id(client(), container)
+                with _orphans_lock:
+                    _orphans.discard(container)
+        except NOT_ANSWERING as exc:
+            logger.debug("the Docker engine does not answer yet: %s", exc)
+            continue
+        with _orphans_lock:
+            if not _orphans:
+                logger.info("removed the containers a lost Docker engine left: %s",
+                            ", ".join(name[:12] for name in pending))
+                return
+    logger.warning("the Docker engine at %s did not answer within %.0f s; containers left: %s",
+                   address(), RETRY_SECONDS, ", ".join(sorted(_orphans)))
+
+
+def _remove_by_id(engine: docker.DockerClient, container: str) -> None:
+    try:
+        engine.api.remove_container(container, force=True)
+    except APIError as exc:
+        if exc.status_code not in (404, 409):  # gone, or being removed already
+            logger.warning("could not remove container %s: %s", container, exc)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import IO, cast
 
 from docker.errors import APIError
@@ -148,32 +149,53 @@ def remove_temp_directories(pid: int, parents: set[str]) -> list[str]:
     return removed
 
 
-def _attempt(what: str, action) -> None:
+def _attempt(what: str, action) -> Exception | None:
     """Run one cleanup ``action``; report what it removed, or why it failed, on stderr.
 
     Neither a failure nor a closed stderr (the worker's, which may be gone by
-    now) stops the watchdog's other cleanups.
+    now) stops the watchdog's other cleanups. Returns the failure, if any.
     """
+    failure = None
     try:
         removed = action()
         message = f"{what}: {', '.join(removed)}" if removed else ""
     except Exception as exc:  # noqa: BLE001 - the next cleanup must still run
-        message = f"could not finish ({what}): {exc}"
+        failure, message = exc, f"could not finish ({what}): {exc}"
     if message:
         try:
             print(f"lofn reaper: {message}", file=sys.stderr, flush=True)
         except OSError:
             pass
+    return failure
+
+
+def _when_engine_answers(action):
+    """``action()``, tried again while the engine does not answer, for a bounded time."""
+    deadline = time.monotonic() + _engine.RETRY_SECONDS
+    while True:
+        try:
+            return action()
+        except _engine.NOT_ANSWERING:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(_engine.RETRY_INTERVAL)
 
 
 def main() -> None:
     pid = int(sys.argv[1])
     _attempt("removed stray containers of workers no longer running", sweep_strays)
     parents = {line.strip() for line in sys.stdin if line.strip()}  # until the worker is gone
-    _attempt(f"worker {pid} has ended; removed its containers", lambda: [
-        container["Id"][:12] for container in _remove_containers(owner_labels(pid))])
+
+    def containers() -> list[str]:
+        return [container["Id"][:12] for container in _remove_containers(owner_labels(pid))]
+
+    ended = f"worker {pid} has ended; removed its containers"
+    failure = _attempt(ended, containers)
     _attempt(f"worker {pid} has ended; removed its temp directories",
              lambda: remove_temp_directories(pid, parents))
+    if isinstance(failure, _engine.NOT_ANSWERING):  # an engine that was lost, or restarts
+        _attempt(f"{ended} once the Docker engine answered again",
+                 lambda: _when_engine_answers(containers))
 
 
 if __name__ == "__main__":

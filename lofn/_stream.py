@@ -13,12 +13,13 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator
 
-from docker.errors import APIError, NotFound
 from docker.utils.socket import STDERR, STDOUT, frames_iter
 
+from lofn import _engine
 from lofn._engine import Deadline, StderrTail
 from lofn.docker_handler import (
     ContainerSpec,
+    _create,
     _exit_failure,
     _failure,
     _timeout_failure,
@@ -33,17 +34,28 @@ def run_streaming(spec: ContainerSpec, chunks: Iterable[bytes]) -> Iterator[byte
     Raises (when the stream ends):
         DockerFailure: non-zero exit (:class:`~lofn.errors.ContainerTimeout`,
             :class:`~lofn.errors.OutOfMemory` as for file mode).
+        EngineLost: the engine went away meanwhile.
     """
     client = get_client()
-    ensure_image(client, spec.image, spec.pull, spec.partition)
-    try:
+    with _engine.in_flight(spec.partition, "checking the image") as flight:
+        ensure_image(client, spec.image, spec.pull, spec.partition)
+        flight.step = "creating the container"
+        if spec.name:
+            flight.containers.append(spec.name)
         # stdin_open on a container not created detached also sets StdinOnce: the
         # engine closes the container's stdin when we half-close our connection
-        container = client.containers.create(
-            spec.image, **{**spec.create_kwargs(), "stdin_open": True, "tty": False})
-    except APIError as exc:
-        raise _failure(spec, f"the Docker engine refused to create the container: "
-                             f"{exc.explanation or exc}") from exc
+        container = _create(client, spec,
+                            {**spec.create_kwargs(), "stdin_open": True, "tty": False})
+        flight.containers.append(container.id)
+        try:
+            yield from _attached(client, spec, container, chunks, flight)
+        finally:
+            _engine.remove(container, flight)
+
+
+def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
+              flight: _engine.Flight) -> Iterator[bytes]:
+    """Start ``container`` attached: ``chunks`` to its stdin, its stdout yielded."""
     writer_error: list[BaseException] = []
 
     def feed(stdin) -> None:
@@ -59,48 +71,48 @@ def run_streaming(spec: ContainerSpec, chunks: Iterable[bytes]) -> Iterator[byte
                 stdin.shutdown(socket.SHUT_WR)  # EOF on the container's stdin
             except OSError:
                 pass
-            if stdin is not attached:
-                stdin.close()
+            stdin.close()
 
-    try:
-        attached = client.api.attach_socket(
-            str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-        container.start()
-        with Deadline(spec.timeout, container.kill) as deadline:
-            writer = threading.Thread(target=feed, args=(_writable(attached),), daemon=True)
-            writer.start()
-            stderr = StderrTail()
-            for stream, data in frames_iter(attached, tty=False):
-                if stream == STDOUT:
-                    yield data
-                elif stream == STDERR:
-                    stderr.add(data)
-            writer.join()
-            if writer_error:
-                raise writer_error[0]
-            code = container.wait().get("StatusCode")
-        if deadline.fired:
-            raise _timeout_failure(spec, stderr.text())
-        if code != 0:
-            raise _exit_failure(spec, container, code, stderr.text())
-    finally:
-        try:
-            container.remove(force=True)
-        except NotFound:
-            pass
+    flight.step = "attaching to the container"
+    attached = client.api.attach_socket(
+        str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    if hasattr(attached, "sendall"):
+        # Over TLS or SSH docker-py returns the socket itself, whose shutdown ends TLS
+        # in both directions (or which has none): the output would be lost. Untested.
+        raise _failure(spec, f"streaming (pipe) needs a unix socket or plain TCP connection "
+                             f"to the Docker engine; {_engine.address()} uses TLS or SSH: "
+                             "use map, which works over any connection")
+    flight.step = "starting the container"
+    container.start()
+    with Deadline(spec.timeout, container.kill) as deadline:
+        writer = threading.Thread(target=feed, args=(_writable(attached),), daemon=True)
+        writer.start()
+        stderr = StderrTail()
+        flight.step = "streaming through the container"
+        for stream, data in frames_iter(attached, tty=False):
+            if stream == STDOUT:
+                yield data
+            elif stream == STDERR:
+                stderr.add(data)
+        writer.join()
+        if writer_error:
+            raise writer_error[0]
+        flight.step = "waiting for the container"
+        code = container.wait().get("StatusCode")
+    if deadline.fired:
+        raise _timeout_failure(spec, stderr.text())
+    if code != 0:
+        raise _exit_failure(spec, container, code, stderr.text())
 
 
 def _writable(attached):
     """What writes to, and half-closes, the attach connection ``attached``.
 
-    Over TLS (and SSH), docker-py's ``attach_socket`` returns the socket
-    itself; over a plain unix or TCP connection it returns the socket's file
-    object (``socket.SocketIO``), which can neither ``sendall`` nor half-close:
-    a new socket on a duplicate of its descriptor can, on the same connection.
-    The caller closes that one.
+    Over a plain unix or TCP connection docker-py's ``attach_socket``
+    returns the socket's file object (``socket.SocketIO``), which can
+    neither ``sendall`` nor half-close: a new socket on a duplicate of its
+    descriptor can, on the same connection. The caller closes that one.
     """
-    if hasattr(attached, "sendall"):
-        return attached
     return socket.socket(fileno=os.dup(attached.fileno()))
 
 

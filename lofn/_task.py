@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from lofn import _safefs
+from lofn import _engine, _safefs
 from lofn._cache import ResultCache, run_key
 from lofn._images import Shipment
 from lofn._reaper import temp_prefix, watch
@@ -137,8 +137,10 @@ class ContainerJob:
         if cache is not None:
             client = get_client()
             self._ensure_shipped()
-            ensure_image(client, self.image, self.pull)
-            key = run_key(str(client.images.get(self.image).id), self.command, self.options,
+            with _engine.in_flight(_task_ids()[1], "looking up the image's ID"):
+                ensure_image(client, self.image, self.pull)
+                image_id = str(client.images.get(self.image).id)
+            key = run_key(image_id, self.command, self.options,
                           {"local": self.volumes, "hdfs": self.hdfs_volumes}, output_name,
                           task.shared)
             if cache.restore(key, task.shared, output_name):
@@ -180,7 +182,9 @@ class ContainerJob:
     def _ensure_shipped(self) -> None:
         """With ``ship_image``: load the driver's image on this host if its engine lacks it."""
         if self.shipment is not None:
-            self.shipment.ensure(get_client(), self.temporary_directory_parent, _task_ids()[1])
+            partition = _task_ids()[1]
+            with _engine.in_flight(partition, "loading the driver's image"):
+                self.shipment.ensure(get_client(), self.temporary_directory_parent, partition)
 
     def _run(self, task: TaskDirectory, volumes: dict) -> None:
         mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **volumes}

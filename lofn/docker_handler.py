@@ -15,9 +15,9 @@ import posixpath
 import shlex
 from dataclasses import dataclass, field
 
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound
 
-from lofn import _engine, _options
+from lofn import _engine, _options, options
 from lofn._engine import Deadline, StderrTail, logs_tail
 from lofn._reaper import owner_labels
 from lofn.errors import (
@@ -39,7 +39,10 @@ logger = logging.getLogger(__name__)
 LABEL = "lofn"
 #: What to do when the image is not on the host: ``never`` pull (fail with
 #: :class:`~lofn.errors.ImageUnavailable`), pull if ``missing``, or pull once
-#: per worker process (``always``).
+#: per worker process (``always``). Declared in :mod:`lofn.options`.
+PULL_POLICIES = options.PULL_POLICIES
+#: Lines of a container's stderr that a failure carries (see :mod:`lofn._engine`).
+STDERR_TAIL_LINES = _engine.STDERR_TAIL_LINES
 
 # this process's Docker client, under the seed's name
 get_client = _engine.client
@@ -136,7 +139,11 @@ def ensure_image(client, image: str, policy: str = "never", partition: int | Non
 
     Raises:
         ImageUnavailable: the image is missing and ``policy`` is ``never``, or the pull failed.
+        InvalidArgument: ``policy`` is not one of :data:`PULL_POLICIES`.
     """
+    if policy not in PULL_POLICIES:
+        raise InvalidArgument(f"image_pull {policy!r} is not one of "
+                              f"{', '.join(map(repr, PULL_POLICIES))}")
     host = os.uname().nodename
     if policy != "always" or (os.getpid(), image) in _pulled:
         try:
@@ -167,12 +174,41 @@ def run_container(spec: ContainerSpec) -> None:
             :class:`~lofn.errors.ContainerTimeout` past ``spec.timeout``,
             :class:`~lofn.errors.OutOfMemory` when killed for memory,
             :class:`~lofn.errors.ImageUnavailable` without the image.
-        DockerUnavailable: no Docker engine answers.
+        DockerUnavailable: no Docker engine answers;
+            :class:`~lofn.errors.EngineLost` when it goes away meanwhile.
     """
     client = get_client()
-    ensure_image(client, spec.image, spec.pull, spec.partition)
+    with _engine.in_flight(spec.partition, "checking the image") as flight:
+        ensure_image(client, spec.image, spec.pull, spec.partition)
+        flight.step = "creating the container"
+        if spec.name:
+            flight.containers.append(spec.name)  # the engine may make it and not answer
+        container = _create(client, spec, spec.create_kwargs())
+        flight.containers.append(container.id)
+        logger.debug("created container %s for partition %s", container.short_id,
+                     spec.partition)
+        try:
+            flight.step = "starting the container"
+            container.start()
+            flight.step = "waiting for the container"
+            with Deadline(spec.timeout, container.kill) as deadline:
+                code = container.wait().get("StatusCode")
+            flight.step = "reading the container's state"
+            if deadline.fired:
+                raise _timeout_failure(spec, logs_tail(container))
+            if code != 0:
+                raise _exit_failure(spec, container, code, logs_tail(container))
+        except APIError as exc:
+            raise _failure(spec, f"the Docker engine failed to run the container: "
+                                 f"{exc.explanation or exc}") from exc
+        finally:
+            _engine.remove(container, flight)
+
+
+def _create(client, spec: ContainerSpec, kwargs: dict):
+    """``containers.create``, the engine's refusals as lofn's errors."""
     try:
-        container = client.containers.create(spec.image, **spec.create_kwargs())
+        return client.containers.create(spec.image, **kwargs)
     except ImageNotFound as exc:
         raise ImageUnavailable(f"image {spec.image!r} is not present on host "
                                f"{os.uname().nodename}", image=spec.image,
@@ -180,23 +216,6 @@ def run_container(spec: ContainerSpec) -> None:
     except APIError as exc:
         raise _failure(spec, f"the Docker engine refused to create the container: "
                              f"{exc.explanation or exc}") from exc
-    logger.debug("created container %s for partition %s", container.short_id, spec.partition)
-    try:
-        container.start()
-        with Deadline(spec.timeout, container.kill) as deadline:
-            code = container.wait().get("StatusCode")
-        if deadline.fired:
-            raise _timeout_failure(spec, logs_tail(container))
-        if code != 0:
-            raise _exit_failure(spec, container, code, logs_tail(container))
-    except APIError as exc:
-        raise _failure(spec, f"the Docker engine failed to run the container: "
-                             f"{exc.explanation or exc}") from exc
-    finally:
-        try:
-            container.remove(force=True)
-        except NotFound:
-            pass
 
 
 # ---------------------------------------------------------------------------
@@ -221,16 +240,22 @@ def _warm_key(spec: ContainerSpec) -> tuple:
     return (os.getpid(), spec.image, json.dumps(spec.volumes, sort_keys=True), options)
 
 
-def _discard(key: tuple) -> None:
+def _discard(key: tuple, flight: _engine.Flight) -> None:
     container = _warm.pop(key, None)
     if container is not None:
-        try:
-            container.remove(force=True)
-        except NotFound:
-            pass
+        _engine.remove(container, flight)
 
 
-def _warm_container(client, spec: ContainerSpec):
+def _forget_warm() -> None:
+    """The engine was lost: its warm containers are stopped or gone; remove them when it is back."""
+    _engine.remove_when_back(container.id for container in _warm.values())
+    _warm.clear()
+
+
+_engine.when_lost(_forget_warm)
+
+
+def _warm_container(client, spec: ContainerSpec, flight: _engine.Flight):
     """This worker's running container for ``spec``'s image, mounts and options."""
     key = _warm_key(spec)
     container = _warm.get(key)
@@ -240,17 +265,20 @@ def _warm_container(client, spec: ContainerSpec):
     for stale in [k for k in _warm if k[0] != os.getpid()]:  # inherited over a fork
         _warm.pop(stale)
     while len(_warm) >= MAX_WARM:
-        _discard(next(iter(_warm)))
+        _discard(next(iter(_warm)), flight)
     kwargs = spec.create_kwargs()
     kwargs.update(entrypoint=["sh", "-c"], command=[_IDLE])
     kwargs["labels"] = {**kwargs["labels"], f"{LABEL}.mode": "reuse"}
+    flight.step = "creating the reusable container"
+    container = _create(client, spec, kwargs)
+    _warm[key] = container
+    flight.step = "starting the reusable container"
     try:
-        container = client.containers.create(spec.image, **kwargs)
         container.start()
     except APIError as exc:
+        _discard(key, flight)
         raise _failure(spec, f"the Docker engine refused the reusable container: "
                              f"{exc.explanation or exc}") from exc
-    _warm[key] = container
     return key, container
 
 
@@ -263,34 +291,37 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
     :func:`run_container`.
     """
     client = get_client()
-    ensure_image(client, spec.image, spec.pull, spec.partition)
-    key, container = _warm_container(client, spec)
-    kwargs = spec.create_kwargs()
-    entrypoint = spec.options.get("entrypoint")
-    argv = ["sh", "-c", _ISOLATE, "lofn-partition",
-            *(shlex.split(entrypoint) if entrypoint else []), "sh", "-c", spec.command]
-    deadline = Deadline(spec.timeout, container.kill)
-    try:
-        exec_id = client.api.exec_create(
-            container.id, argv, user=kwargs["user"], environment=kwargs.get("environment"),
-            workdir=kwargs.get("working_dir"))["Id"]
-        with deadline:
-            stderr = StderrTail()
-            for _, err in client.api.exec_start(exec_id, stream=True, demux=True):
-                if err:
-                    stderr.add(err)
-            code = client.api.exec_inspect(exec_id)["ExitCode"]
-    except APIError as exc:
-        _discard(key)
-        raise _failure(spec, f"the Docker engine failed to exec in the container: "
-                             f"{exc.explanation or exc}") from exc
-    if deadline.fired:
-        _discard(key)
-        raise _timeout_failure(spec, stderr.text())
-    if code != 0:
-        failure = _exit_failure(spec, container, code, stderr.text())
-        _discard(key)
-        raise failure
+    with _engine.in_flight(spec.partition, "checking the image") as flight:
+        ensure_image(client, spec.image, spec.pull, spec.partition)
+        key, container = _warm_container(client, spec, flight)
+        kwargs = spec.create_kwargs()
+        entrypoint = spec.options.get("entrypoint")
+        argv = ["sh", "-c", _ISOLATE, "lofn-partition",
+                *(shlex.split(entrypoint) if entrypoint else []), "sh", "-c", spec.command]
+        deadline = Deadline(spec.timeout, container.kill)
+        try:
+            flight.step = "starting the partition's command (exec)"
+            exec_id = client.api.exec_create(
+                container.id, argv, user=kwargs["user"], environment=kwargs.get("environment"),
+                workdir=kwargs.get("working_dir"))["Id"]
+            with deadline:
+                stderr = StderrTail()
+                flight.step = "running the partition's command (exec)"
+                for _, err in client.api.exec_start(exec_id, stream=True, demux=True):
+                    if err:
+                        stderr.add(err)
+                code = client.api.exec_inspect(exec_id)["ExitCode"]
+        except APIError as exc:
+            _discard(key, flight)
+            raise _failure(spec, f"the Docker engine failed to exec in the container: "
+                                 f"{exc.explanation or exc}") from exc
+        if deadline.fired:
+            _discard(key, flight)
+            raise _timeout_failure(spec, stderr.text())
+        if code != 0:
+            failure = _exit_failure(spec, container, code, stderr.text())
+            _discard(key, flight)
+            raise failure
 
 
 def validate_user_input(volumes, shared_mountpoint: str | None = None,

@@ -9,6 +9,7 @@ from the builtin a caller would expect::
           +-- EmptyInput                     reduce of an RDD whose partitions are all empty
      +-- InvalidArgumentType (TypeError)     bad type (an unknown keyword is Python's TypeError)
      +-- DockerUnavailable (OSError)         no Docker engine answers
+          +-- EngineLost                     the engine went away while a task used it
      +-- HdfsFailure (OSError)               an HDFS operation failed
           +-- HdfsUnavailable                WebHDFS does not answer in time
      +-- TemporaryDirectoryError (OSError)   temp directory missing, unwritable, full
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidArgumentType",
     "EmptyInput",
     "DockerUnavailable",
+    "EngineLost",
     "HdfsFailure",
     "HdfsUnavailable",
     "TemporaryDirectoryError",
@@ -68,6 +70,15 @@ class EmptyInput(InvalidArgument):
 
 class DockerUnavailable(LofnError, OSError):
     """The Docker engine cannot be reached from this host."""
+
+
+class EngineLost(DockerUnavailable):
+    """The Docker engine went away (stopped, restarted, crashed) while a task was using it.
+
+    The message names the host, the partition, the engine's address and
+    what the task was asking of it. What the engine left (containers) is
+    removed when it answers again; a retry of the task then works.
+    """
 
 
 class HdfsFailure(LofnError, OSError):

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
 import subprocess
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import run_json_job, tail
-from tests.conftest import lofn_temp_entries, require
+from tests.cluster.conftest import run_json_job
+from tests.conftest import lofn_temp_entries
+from tests.engines import private_engine
 
 pytestmark = pytest.mark.cluster
 
@@ -35,99 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 JOB = Path(__file__).resolve().parent / "jobs" / "ship_image_job.py"
 PARTITIONS = 4
 SUBMIT_TIMEOUT = 240
-ENGINE_TIMEOUT = 60
-
-
-def _mounts_under(path: Path) -> list[str]:
-    with open("/proc/self/mounts") as mounts:
-        points = [line.split()[1].replace("\\040", " ") for line in mounts]
-    return [p for p in points if p == str(path) or p.startswith(f"{path}/")]
-
-
-def _main_bridges() -> set[str]:
-    """The host's ``docker0`` (the main engine's bridge), which must survive the second engine."""
-    return {name for name in os.listdir("/sys/class/net") if name == "docker0"}
-
-
-@dataclass
-class Engine:
-    """A second Docker engine; ``host`` is its ``DOCKER_HOST``."""
-
-    base: Path
-    host: str
-    process: subprocess.Popen
-    log: Path
-
-    def client(self):
-        import docker
-
-        return docker.DockerClient(base_url=self.host, timeout=120)
-
-    def log_tail(self) -> str:
-        return tail(self.log.read_text(errors="replace"), 30)
-
-
-def _stop_engine(engine: Engine) -> None:
-    process = engine.process
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)  # dockerd stops its containerd and unmounts
-        try:
-            process.wait(ENGINE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    for point in sorted(_mounts_under(engine.base), key=len, reverse=True):
-        subprocess.run(["umount", point], check=False)
-        if point in _mounts_under(engine.base):
-            subprocess.run(["umount", "-l", point], check=False)
 
 
 @pytest.fixture(scope="module")
 def bare_engine(session_tmp):
     """A second dockerd with no images, for the executors; stopped and deleted afterwards."""
-    dockerd, unshare = shutil.which("dockerd"), shutil.which("unshare")
-    if dockerd is None or unshare is None:
-        require("dockerd and unshare", "both are needed to start a second engine")
-    if os.geteuid() != 0:
-        require("root", "starting a second dockerd needs root")
-    # Outside the session TMPDIR (its entries are checked for lofn leftovers); a short
-    # path, since the socket path must fit in 108 bytes.
-    base = Path(tempfile.mkdtemp(prefix="docker-engine-", dir=os.path.dirname(session_tmp)))
-    bridges = _main_bridges()
-    (base / "daemon.json").write_text("{}")  # not the host's /etc/docker/daemon.json
-    host = f"unix://{base}/docker.sock"
-    log = base / "dockerd.log"
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(
-            [unshare, "--net", "--", dockerd, "--config-file", str(base / "daemon.json"),
-             "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
-             "--pidfile", str(base / "docker.pid"), "-H", host,
-             "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false"],
-            stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    engine = Engine(base, host, process, log)
-    try:
-        deadline = time.monotonic() + ENGINE_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the second dockerd exited with {process.returncode}:\n"
-                            f"{engine.log_tail()}", pytrace=False)
-            try:
-                engine.client().ping()
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the second dockerd did not answer within {ENGINE_TIMEOUT} s:"
-                                f"\n{engine.log_tail()}", pytrace=False)
-                time.sleep(0.3)
+    with private_engine(os.path.dirname(session_tmp)) as engine:
         yield engine
-    finally:
-        _stop_engine(engine)
-        left = _mounts_under(base)
-        shutil.rmtree(base, ignore_errors=True)
-        assert not left, f"mounts left under {base}: {left}"
-        assert not base.exists(), f"{base} could not be removed"
-        assert _main_bridges() >= bridges, "the host lost a Docker bridge interface"
 
 
 def _load_events(client, since: float, until: float) -> list[dict]:

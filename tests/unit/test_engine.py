@@ -106,3 +106,79 @@ def test_unreachable_engine_names_its_address_and_host(monkeypatch, tmp_path):
 def test_default_address_is_the_local_socket(monkeypatch):
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     assert _engine.address() == "unix:///var/run/docker.sock"
+
+
+# -- an engine lost in the middle of a task (the real engine: tests/faults/test_engine_restart.py)
+
+class Container:
+    """A container whose engine is gone: every call fails as docker-py fails then."""
+
+    id = "c0ffee"
+
+    def remove(self, force=False):
+        import requests
+        raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))")
+
+
+@pytest.fixture
+def pending(monkeypatch):
+    """What remove_when_back was asked to remove (no cleanup thread is started)."""
+    asked: list[str] = []
+    monkeypatch.setattr(_engine, "remove_when_back", lambda names: asked.extend(names))
+    return asked
+
+
+def test_a_lost_engine_is_engine_lost_naming_the_step_partition_and_address(
+        monkeypatch, pending):
+    import urllib3
+
+    from lofn.errors import EngineLost
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/private/docker.sock")
+    with pytest.raises(EngineLost) as info, _engine.in_flight(7, "checking") as flight:
+        flight.step = "waiting for the container"
+        flight.containers.append("lofn-1-s0-p7-a0")
+        raise urllib3.exceptions.ProtocolError("Connection aborted.")
+    message = str(info.value)
+    for fragment in ("lost the Docker engine at unix:///run/private/docker.sock",
+                     f"on host {os.uname().nodename}", "while waiting for the container",
+                     "(partition 7)", "Connection aborted."):
+        assert fragment in message
+    assert isinstance(info.value, DockerUnavailable)
+    assert pending == ["lofn-1-s0-p7-a0"]
+
+
+def test_other_errors_pass_through_in_flight(pending):
+    with pytest.raises(ValueError), _engine.in_flight(1):
+        raise ValueError("not the engine")
+    assert pending == []
+
+
+def test_removal_after_another_error_keeps_that_error(pending):
+    flight = _engine.Flight(3, "waiting for the container")
+    with pytest.raises(RuntimeError, match="exit code 3"):
+        try:
+            raise RuntimeError("exit code 3")
+        finally:
+            _engine.remove(Container(), flight)
+    assert pending == ["c0ffee"] and flight.step == "waiting for the container"
+
+
+def test_removal_is_the_error_when_nothing_else_went_wrong(pending):
+    from lofn.errors import EngineLost
+
+    with pytest.raises(EngineLost, match="while removing the container"), \
+            _engine.in_flight(3) as flight:
+        flight.containers.append("c0ffee")
+        _engine.remove(Container(), flight)
+    assert pending == ["c0ffee"]
+
+
+def test_reuse_mode_forgets_its_warm_containers_when_the_engine_is_lost(pending):
+    docker_handler._warm[(os.getpid(), "img", "{}", "{}")] = Container()
+    try:
+        with pytest.raises(DockerUnavailable), _engine.in_flight(0):
+            raise ConnectionResetError("reset by peer")
+        assert docker_handler._warm == {} and pending == ["c0ffee"]
+    finally:
+        docker_handler._warm.clear()
