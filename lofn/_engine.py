@@ -42,9 +42,12 @@ STDERR_TAIL_LINES = 20
 LINE_BYTES = 1 << 16
 _DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
 #: How docker-py fails when the engine goes away in the middle of a call: requests' and
-#: urllib3's connection errors, and the socket's own (reset, broken pipe, refused).
+#: urllib3's connection errors, a reply cut off after its headers (``wait`` answers with
+#: headers at once and its body when the container ends), and the socket's own errors
+#: (reset, broken pipe, refused).
 LOST: tuple[type[BaseException], ...] = (
-    requests.exceptions.ConnectionError, urllib3.exceptions.ProtocolError, ConnectionError)
+    requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError, ConnectionError)
 #: What an engine that is down, or went away, raises.
 NOT_ANSWERING: tuple[type[BaseException], ...] = (DockerUnavailable, *LOST)
 #: Seconds a worker (and its watchdog) keeps trying to remove what a lost engine left.
@@ -241,34 +244,36 @@ def remove(container, flight: Flight) -> None:
     except NotFound:
         pass
     except LOST:
+        remove_when_back([container.id])
         if not failing:
             raise
-        remove_when_back([container.id])
 
 
 _orphans: set[str] = set()
 _orphans_lock = threading.Lock()
-_cleaner: threading.Thread | None = None
+_cleaning = False  # a cleaner thread owns _orphans (set and cleared under the lock)
 
 
 def remove_when_back(containers: Iterable[str]) -> None:
     """Remove ``containers`` (IDs or names) as soon as the engine answers again.
 
     A daemon thread of this process tries every :data:`RETRY_INTERVAL`
-    seconds for :data:`RETRY_SECONDS`; if the process ends first, its
-    watchdog removes them (:mod:`lofn._reaper`).
+    seconds for :data:`RETRY_SECONDS`. A Spark Python worker usually ends
+    right after a failed task, taking the thread with it; its watchdog then
+    removes all of the worker's containers, retrying as long
+    (:mod:`lofn._reaper`).
     """
-    global _cleaner
+    global _cleaning
     with _orphans_lock:
         _orphans.update(containers)
-        if not _orphans or (_cleaner is not None and _cleaner.is_alive()):
+        if not _orphans or _cleaning:
             return
-        _cleaner = threading.Thread(target=_remove_orphans, name="lofn-engine-cleanup",
-                                    daemon=True)
-        _cleaner.start()
+        _cleaning = True
+    threading.Thread(target=_remove_orphans, name="lofn-engine-cleanup", daemon=True).start()
 
 
 def _remove_orphans() -> None:
+    global _cleaning
     deadline = time.monotonic() + RETRY_SECONDS
     while time.monotonic() < deadline:
         time.sleep(RETRY_INTERVAL)
@@ -276,24 +281,25 @@ def _remove_orphans() -> None:
             pending = sorted(_orphans)
         try:
             for container in pending:
-                _remove_by_id(client(), container)
+                client().api.remove_container(container, force=True)
                 with _orphans_lock:
                     _orphans.discard(container)
-        except NOT_ANSWERING as exc:
+        except APIError as exc:
+            if exc.status_code in (404, 409):  # gone, or being removed already
+                with _orphans_lock:
+                    _orphans.discard(container)
+            else:
+                logger.debug("could not remove container %s yet: %s", container, exc)
+        except Exception as exc:  # noqa: BLE001 - the engine is not back yet: try again
             logger.debug("the Docker engine does not answer yet: %s", exc)
-            continue
         with _orphans_lock:
             if not _orphans:
+                _cleaning = False
                 logger.info("removed the containers a lost Docker engine left: %s",
                             ", ".join(name[:12] for name in pending))
                 return
+    with _orphans_lock:
+        _cleaning = False
+        left = ", ".join(sorted(_orphans))
     logger.warning("the Docker engine at %s did not answer within %.0f s; containers left: %s",
-                   address(), RETRY_SECONDS, ", ".join(sorted(_orphans)))
-
-
-def _remove_by_id(engine: docker.DockerClient, container: str) -> None:
-    try:
-        engine.api.remove_container(container, force=True)
-    except APIError as exc:
-        if exc.status_code not in (404, 409):  # gone, or being removed already
-            logger.warning("could not remove container %s: %s", container, exc)
+                   address(), RETRY_SECONDS, left)

@@ -119,6 +119,8 @@ class Shipment:
         try:
             with open(path, "rb") as data:
                 loaded = [str(image.id) for image in transfer.images.load(data)]
+        except _engine.LOST:
+            raise  # the engine went away: EngineLost, from the caller's in_flight
         except (APIError, DockerException, OSError) as exc:
             raise self._fail(f"could not load {path} ({size / 1e6:.1f} MB) into the Docker "
                              f"engine of host {host}: {exc}", partition) from exc

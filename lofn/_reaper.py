@@ -39,6 +39,10 @@ def temp_prefix(pid: int | None = None) -> str:
     return f"lofn-{os.getpid() if pid is None else pid}-"
 
 
+#: What a worker tells its watchdog once it makes containers (a line that is not a path).
+MAKES_CONTAINERS = "makes containers"
+
+
 def watch(parent: str) -> None:
     """Make sure this process has a watchdog, and that it knows about ``parent``."""
     global _watchdog
@@ -49,12 +53,27 @@ def watch(parent: str) -> None:
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
             start_new_session=True, close_fds=True)
         _watchdog = (os.getpid(), process, set())
-    _, process, parents = _watchdog
-    if parent not in parents:
+    _tell(parent)
+
+
+def makes_containers() -> None:
+    """Tell this worker's watchdog, if it has one, that the worker makes containers.
+
+    When the worker ends and the engine does not answer, such a watchdog
+    waits for it (an engine that restarts) to remove them.
+    """
+    if _watchdog is not None and _watchdog[0] == os.getpid():
+        _tell(MAKES_CONTAINERS)
+
+
+def _tell(line: str) -> None:
+    assert _watchdog is not None
+    _, process, told = _watchdog
+    if line not in told:
         stdin = cast(IO[bytes], process.stdin)  # stdin=PIPE above
-        stdin.write(parent.encode() + b"\n")
+        stdin.write(line.encode() + b"\n")
         stdin.flush()
-        parents.add(parent)
+        told.add(line)
 
 
 def pid_namespace() -> str:
@@ -184,7 +203,8 @@ def _when_engine_answers(action):
 def main() -> None:
     pid = int(sys.argv[1])
     _attempt("removed stray containers of workers no longer running", sweep_strays)
-    parents = {line.strip() for line in sys.stdin if line.strip()}  # until the worker is gone
+    told = {line.strip() for line in sys.stdin if line.strip()}  # until the worker is gone
+    parents = told - {MAKES_CONTAINERS}
 
     def containers() -> list[str]:
         return [container["Id"][:12] for container in _remove_containers(owner_labels(pid))]
@@ -193,7 +213,9 @@ def main() -> None:
     failure = _attempt(ended, containers)
     _attempt(f"worker {pid} has ended; removed its temp directories",
              lambda: remove_temp_directories(pid, parents))
-    if isinstance(failure, _engine.NOT_ANSWERING):  # an engine that was lost, or restarts
+    # An engine that went away (stopped, restarting) may come back with the worker's
+    # containers; a worker that made none has nothing to wait for.
+    if MAKES_CONTAINERS in told and isinstance(failure, _engine.NOT_ANSWERING):
         _attempt(f"{ended} once the Docker engine answered again",
                  lambda: _when_engine_answers(containers))
 

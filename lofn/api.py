@@ -429,10 +429,11 @@ class DockerPipe:
                     self.master_type)).count()
             yield destination
         finally:
+            failing = sys.exc_info()[0] is not None
             try:
                 remove(destination)
             except Exception:
-                if sys.exc_info()[0] is None:
+                if not failing:
                     raise
                 logger.warning("could not remove %s after an error", destination, exc_info=True)
 

@@ -19,7 +19,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 
 from lofn import _engine, _options, options
 from lofn._engine import Deadline, StderrTail, logs_tail
-from lofn._reaper import owner_labels
+from lofn._reaper import makes_containers, owner_labels
 from lofn.errors import (
     ContainerTimeout,
     DockerFailure,
@@ -207,6 +207,7 @@ def run_container(spec: ContainerSpec) -> None:
 
 def _create(client, spec: ContainerSpec, kwargs: dict):
     """``containers.create``, the engine's refusals as lofn's errors."""
+    makes_containers()  # the watchdog then waits for a lost engine, to remove them
     try:
         return client.containers.create(spec.image, **kwargs)
     except ImageNotFound as exc:
@@ -256,12 +257,12 @@ _engine.when_lost(_forget_warm)
 
 
 def _warm_container(client, spec: ContainerSpec, flight: _engine.Flight):
-    """This worker's running container for ``spec``'s image, mounts and options."""
+    """This worker's container for ``spec``'s image, mounts and options, and whether it is new."""
     key = _warm_key(spec)
     container = _warm.get(key)
     if container is not None:
         _warm.move_to_end(key)
-        return key, container
+        return key, container, False
     for stale in [k for k in _warm if k[0] != os.getpid()]:  # inherited over a fork
         _warm.pop(stale)
     while len(_warm) >= MAX_WARM:
@@ -279,7 +280,7 @@ def _warm_container(client, spec: ContainerSpec, flight: _engine.Flight):
         _discard(key, flight)
         raise _failure(spec, f"the Docker engine refused the reusable container: "
                              f"{exc.explanation or exc}") from exc
-    return key, container
+    return key, container, True
 
 
 def run_in_warm_container(spec: ContainerSpec) -> None:
@@ -293,17 +294,16 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
     client = get_client()
     with _engine.in_flight(spec.partition, "checking the image") as flight:
         ensure_image(client, spec.image, spec.pull, spec.partition)
-        key, container = _warm_container(client, spec, flight)
         kwargs = spec.create_kwargs()
         entrypoint = spec.options.get("entrypoint")
         argv = ["sh", "-c", _ISOLATE, "lofn-partition",
                 *(shlex.split(entrypoint) if entrypoint else []), "sh", "-c", spec.command]
+        key, container, exec_id = _exec_in_warm_container(
+            client, spec, flight, argv, {"user": kwargs["user"],
+                                         "environment": kwargs.get("environment"),
+                                         "workdir": kwargs.get("working_dir")})
         deadline = Deadline(spec.timeout, container.kill)
         try:
-            flight.step = "starting the partition's command (exec)"
-            exec_id = client.api.exec_create(
-                container.id, argv, user=kwargs["user"], environment=kwargs.get("environment"),
-                workdir=kwargs.get("working_dir"))["Id"]
             with deadline:
                 stderr = StderrTail()
                 flight.step = "running the partition's command (exec)"
@@ -315,13 +315,34 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
             _discard(key, flight)
             raise _failure(spec, f"the Docker engine failed to exec in the container: "
                                  f"{exc.explanation or exc}") from exc
-        if deadline.fired:
-            _discard(key, flight)
-            raise _timeout_failure(spec, stderr.text())
-        if code != 0:
-            failure = _exit_failure(spec, container, code, stderr.text())
-            _discard(key, flight)
-            raise failure
+        if deadline.fired or code != 0:
+            failure = (_timeout_failure(spec, stderr.text()) if deadline.fired
+                       else _exit_failure(spec, container, code, stderr.text()))
+            try:
+                raise failure
+            finally:  # the failure stays the task's error, whatever the removal meets
+                _discard(key, flight)
+
+
+def _exec_in_warm_container(client, spec: ContainerSpec, flight: _engine.Flight,
+                            argv: list[str], options: dict) -> tuple:
+    """(key, container, exec ID) of the partition's command in this worker's warm container.
+
+    A kept container that is gone or stopped (its engine restarted while
+    this worker was idle) is replaced by a new one, once.
+    """
+    key, container, new = _warm_container(client, spec, flight)
+    flight.step = "starting the partition's command (exec)"
+    try:
+        return key, container, client.api.exec_create(container.id, argv, **options)["Id"]
+    except APIError as exc:
+        _discard(key, flight)
+        if new or exc.status_code not in (404, 409):
+            raise _failure(spec, f"the Docker engine failed to exec in the container: "
+                                 f"{exc.explanation or exc}") from exc
+        logger.info("warm container %s is gone or stopped (%s); starting a new one",
+                    container.short_id, exc.explanation)
+    return _exec_in_warm_container(client, spec, flight, argv, options)
 
 
 def validate_user_input(volumes, shared_mountpoint: str | None = None,

@@ -32,11 +32,11 @@ def engine(session_tmp, docker_client, busybox):
         yield private
 
 
-def restart_during_job(engine, busybox, master: str, temp_root: Path) -> dict:
+def restart_during_job(engine, busybox, master: str, mode: str, temp_root: Path) -> dict:
     """Run the job, stop and start ``engine`` while its containers run; the job's summary."""
     temp_root.mkdir()
     job = subprocess.Popen(
-        [sys.executable, str(JOB), busybox, master], text=True,
+        [sys.executable, str(JOB), busybox, master, mode], text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "DOCKER_HOST": engine.host, "TMPDIR": str(temp_root)})
     try:
@@ -72,10 +72,12 @@ def assert_nothing_left(engine, temp_root: Path) -> None:
     assert [p.name for p in temp_root.iterdir() if p.name.startswith("lofn-")] == []
 
 
-def test_a_lost_engine_is_engine_lost_and_nothing_is_left(engine, busybox, tmp_path):
-    summary = restart_during_job(engine, busybox, "local[2]", tmp_path / "root")
+@pytest.mark.parametrize("mode", ["map", "reuse", "pipe"])
+def test_a_lost_engine_is_engine_lost_and_nothing_is_left(engine, busybox, tmp_path, mode):
+    """Each way lofn talks to the engine: create/start/wait, exec, attach and stream."""
+    summary = restart_during_job(engine, busybox, "local[2]", mode, tmp_path / "root")
     assert summary["error"] == "EngineLost", summary
-    assert summary["left_while_workers_live"] == [], summary
+    assert summary["left_while_workers_live"] == [], summary["left_while_workers_live"]
     message = summary["message"]
     for fragment in (f"lost the Docker engine at {engine.host}", f"on host {os.uname().nodename}",
                      " while ", "(partition ", "a retry of the task runs on it then"):
@@ -84,7 +86,8 @@ def test_a_lost_engine_is_engine_lost_and_nothing_is_left(engine, busybox, tmp_p
 
 
 def test_a_retry_runs_once_the_engine_is_back(engine, busybox, tmp_path):
-    summary = restart_during_job(engine, busybox, "local[2,8]", tmp_path / "root")
+    # local mode retries at once: enough attempts to outlast the engine's restart
+    summary = restart_during_job(engine, busybox, "local[2,100]", "map", tmp_path / "root")
     assert summary["error"] is None, summary
     assert sorted(summary["lines"]) == sorted(summary["expected"])
     assert summary["failed_tasks"] >= 1, "the engine was lost, so some attempt must have failed"

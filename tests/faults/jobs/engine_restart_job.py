@@ -2,19 +2,21 @@
 
 Usage::
 
-    DOCKER_HOST=unix://PRIVATE.sock python engine_restart_job.py IMAGE MASTER
+    DOCKER_HOST=unix://PRIVATE.sock python engine_restart_job.py IMAGE MASTER MODE
 
-Maps 4 partitions with a command that sleeps, so that the test can stop
-the engine while containers run. The last stdout line is a JSON summary:
-the lines the map gave (or the lofn error it raised), how many task
-attempts failed, and the job's containers still in the engine a while after
-it answers again, before Spark stops (its Python workers, and their
-watchdogs, still live then).
+Runs 4 partitions through a command that sleeps, so that the test can stop
+the engine while containers run: MODE ``map`` (a container a partition),
+``reuse`` (``map`` in warm containers, by exec) or ``pipe`` (streaming).
+The last stdout line is a JSON summary: the lines the map gave (or the
+lofn error it raised), how many task attempts failed, and the job's
+containers still in the engine a while after it answers again, before Spark
+stops (its Python workers, and their watchdogs, still live then).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -24,7 +26,10 @@ from pyspark import SparkConf, SparkContext
 from lofn.api import DockerPipe
 from lofn.errors import from_spark_error
 
-COMMAND = "sleep 12; cat /shared/input.txt > /shared/output.txt"
+COMMANDS = {"map": "sleep 12; cat /shared/input.txt > /shared/output.txt",
+            "reuse": "sleep 12; cat /shared/input.txt > /shared/output.txt",
+            "pipe": "sleep 12; cat"}
+DOCKER_OPTIONS = ["--network", "none"]  # a private engine has no bridge
 PARTITIONS = 4
 #: Seconds the job waits for what the lost engine left to be removed.
 CLEANUP_TIMEOUT = 60
@@ -43,8 +48,10 @@ def left_behind(app: str) -> list[str]:
     while True:
         try:
             engine = docker.from_env()
-            left = [container.name for container in engine.containers.list(
-                all=True, filters={"label": f"lofn.app={app}"})]
+            left = [f"{container.name} pid={container.labels.get('lofn.pid')} "
+                    f"alive={os.path.exists('/proc/' + container.labels.get('lofn.pid', 'x'))} "
+                    f"{container.status}" for container in engine.containers.list(
+                        all=True, filters={"label": f"lofn.app={app}"})]
             engine.close()
         except Exception as exc:  # noqa: BLE001 - not back yet
             left = [f"<the engine does not answer: {exc}>"]
@@ -54,18 +61,19 @@ def left_behind(app: str) -> list[str]:
 
 
 def main() -> None:
-    image, master = sys.argv[1], sys.argv[2]
+    image, master, mode = sys.argv[1:4]
     conf = SparkConf().setMaster(master).setAppName("lofn engine restart test")
     sc = SparkContext(conf=conf.set("spark.log.level", "ERROR"))
     summary: dict = {"application": sc.applicationId}
     try:
         sc.setJobGroup("restart", "a map while the engine restarts")
         lines = [f"line {number}" for number in range(PARTITIONS * 3)]
-        pipe = DockerPipe(conf)
+        pipe = DockerPipe(conf, reuse_containers=mode == "reuse")
+        run = pipe.pipe if mode == "pipe" else pipe.map
         started = time.monotonic()
         try:
-            out = pipe.map(sc.parallelize(lines, PARTITIONS), image, COMMAND,
-                           docker_options=["--network", "none"]).collect()
+            out = run(sc.parallelize(lines, PARTITIONS), image, COMMANDS[mode],
+                      docker_options=DOCKER_OPTIONS).collect()
             summary.update(error=None, lines=out, expected=lines)
         except Exception as exc:  # noqa: BLE001 - reported to the test
             failure = from_spark_error(exc)
