@@ -193,8 +193,7 @@ def logs_tail(container) -> str:
 class Flight:
     """What a task is asking of the engine (``step``), and the containers it made."""
 
-    def __init__(self, partition: int | None, step: str) -> None:
-        self.partition = partition
+    def __init__(self, step: str) -> None:
         self.step = step
         self.containers: list[str] = []
 
@@ -215,7 +214,7 @@ def in_flight(partition: int | None, step: str = "connecting to it") -> Iterator
     ``flight.containers`` (what it made) up to date; when the engine is
     lost, those containers are removed as soon as it answers again.
     """
-    flight = Flight(partition, step)
+    flight = Flight(step)
     try:
         yield flight
     except LOST as exc:

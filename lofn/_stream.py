@@ -40,13 +40,10 @@ def run_streaming(spec: ContainerSpec, chunks: Iterable[bytes]) -> Iterator[byte
     with _engine.in_flight(spec.partition, "checking the image") as flight:
         ensure_image(client, spec.image, spec.pull, spec.partition)
         flight.step = "creating the container"
-        if spec.name:
-            flight.containers.append(spec.name)
         # stdin_open on a container not created detached also sets StdinOnce: the
         # engine closes the container's stdin when we half-close our connection
         container = _create(client, spec,
-                            {**spec.create_kwargs(), "stdin_open": True, "tty": False})
-        flight.containers.append(container.id)
+                            {**spec.create_kwargs(), "stdin_open": True, "tty": False}, flight)
         try:
             yield from _attached(client, spec, container, chunks, flight)
         finally:

@@ -141,9 +141,7 @@ def ensure_image(client, image: str, policy: str = "never", partition: int | Non
         ImageUnavailable: the image is missing and ``policy`` is ``never``, or the pull failed.
         InvalidArgument: ``policy`` is not one of :data:`PULL_POLICIES`.
     """
-    if policy not in PULL_POLICIES:
-        raise InvalidArgument(f"image_pull {policy!r} is not one of "
-                              f"{', '.join(map(repr, PULL_POLICIES))}")
+    options.check_image_pull("image_pull", policy)
     host = os.uname().nodename
     if policy != "always" or (os.getpid(), image) in _pulled:
         try:
@@ -181,10 +179,7 @@ def run_container(spec: ContainerSpec) -> None:
     with _engine.in_flight(spec.partition, "checking the image") as flight:
         ensure_image(client, spec.image, spec.pull, spec.partition)
         flight.step = "creating the container"
-        if spec.name:
-            flight.containers.append(spec.name)  # the engine may make it and not answer
-        container = _create(client, spec, spec.create_kwargs())
-        flight.containers.append(container.id)
+        container = _create(client, spec, spec.create_kwargs(), flight)
         logger.debug("created container %s for partition %s", container.short_id,
                      spec.partition)
         try:
@@ -205,11 +200,17 @@ def run_container(spec: ContainerSpec) -> None:
             _engine.remove(container, flight)
 
 
-def _create(client, spec: ContainerSpec, kwargs: dict):
-    """``containers.create``, the engine's refusals as lofn's errors."""
+def _create(client, spec: ContainerSpec, kwargs: dict, flight: _engine.Flight):
+    """``containers.create``, the engine's refusals as lofn's errors.
+
+    The container, by name before (the engine may make it and not answer)
+    and by ID after, joins what ``flight`` removes if the engine is lost.
+    """
     makes_containers()  # the watchdog then waits for a lost engine, to remove them
+    if kwargs.get("name"):
+        flight.containers.append(kwargs["name"])
     try:
-        return client.containers.create(spec.image, **kwargs)
+        container = client.containers.create(spec.image, **kwargs)
     except ImageNotFound as exc:
         raise ImageUnavailable(f"image {spec.image!r} is not present on host "
                                f"{os.uname().nodename}", image=spec.image,
@@ -217,6 +218,8 @@ def _create(client, spec: ContainerSpec, kwargs: dict):
     except APIError as exc:
         raise _failure(spec, f"the Docker engine refused to create the container: "
                              f"{exc.explanation or exc}") from exc
+    flight.containers.append(container.id)
+    return container
 
 
 # ---------------------------------------------------------------------------
@@ -271,7 +274,7 @@ def _warm_container(client, spec: ContainerSpec, flight: _engine.Flight):
     kwargs.update(entrypoint=["sh", "-c"], command=[_IDLE])
     kwargs["labels"] = {**kwargs["labels"], f"{LABEL}.mode": "reuse"}
     flight.step = "creating the reusable container"
-    container = _create(client, spec, kwargs)
+    container = _create(client, spec, kwargs, flight)
     _warm[key] = container
     flight.step = "starting the reusable container"
     try:

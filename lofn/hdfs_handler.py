@@ -223,7 +223,6 @@ def resolve(hdfs_url: str | None = None, spark_conf=None, user: str | None = Non
             "HDFS support needs an HDFS URL: pass hdfs_url='http://NAMENODE:9870' to "
             "DockerPipe, set spark.hadoop.dfs.namenode.http-address, point HADOOP_CONF_DIR "
             "at a directory with hdfs-site.xml, or configure an HdfsCLI default alias")
-    options = dict(options)
     if timeout is not None or "timeout" not in options:  # an explicit timeout wins
         options["timeout"] = _timeout(timeout)
     if class_name == "InsecureClient" and (user or "user" not in options):

@@ -138,6 +138,10 @@ def _choice(choices: tuple[str, ...]) -> Check:
     return check
 
 
+#: The check of ``image_pull``, also where a policy arrives without :class:`PipeOptions`.
+check_image_pull = _choice(PULL_POLICIES)
+
+
 def _file_name(name: str, value: Any) -> str:
     return check_file_name(value, name)
 
@@ -202,7 +206,7 @@ class PipeOptions:
         _seconds, flags=("--timeout",), metavar="SECONDS", parse=float,
         help="kill a container that runs longer than this and fail the job")
     image_pull: str = _option(
-        _choice(PULL_POLICIES), "never", flags=("--image-pull",), choices=PULL_POLICIES,
+        check_image_pull, "never", flags=("--image-pull",), choices=PULL_POLICIES,
         help="pull the image: never (default: it must be on every host), when missing, "
              "or always")
     ship_image: bool = _option(_flag)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-from dataclasses import Field, fields
+from dataclasses import Field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -91,7 +91,7 @@ def declared_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
     for owner, declared in command_line_options():
         value = getattr(args, declared.name)
         if declared.name == "volumes":
-            value = volumes(value, args.master)
+            value = volumes(declared, value, args.master)
         elif declared.metadata["action"] == "append":
             value = _repeated(declared, value)
         if value is None or value == declared.default or value in ((), [], {}):
@@ -115,7 +115,7 @@ def _repeated(declared: Field, texts: list[str]) -> Any:
         raise UsageError(f"{flag}: {exc}") from None
 
 
-def volumes(texts: list[str], master: str) -> dict:
+def volumes(declared: Field, texts: list[str], master: str) -> dict:
     """``--volume`` values as ``DockerPipe(volumes=...)``, each checked, or a :class:`UsageError`.
 
     Each is read by the field's ``parse`` and checked as ``DockerPipe``
@@ -124,7 +124,6 @@ def volumes(texts: list[str], master: str) -> dict:
     """
     from lofn.docker_handler import validate_user_input
 
-    declared = {field.name: field for field in fields(PipeOptions)}["volumes"]
     flag, parse = declared.metadata["flags"][0], declared.metadata["parse"]
     on_hdfs = master.startswith("yarn")
     mountpoint = PipeOptions().shared_mountpoint

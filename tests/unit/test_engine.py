@@ -155,7 +155,7 @@ def test_other_errors_pass_through_in_flight(pending):
 
 
 def test_removal_after_another_error_keeps_that_error(pending):
-    flight = _engine.Flight(3, "waiting for the container")
+    flight = _engine.Flight("waiting for the container")
     with pytest.raises(RuntimeError, match="exit code 3"):
         try:
             raise RuntimeError("exit code 3")
@@ -225,7 +225,7 @@ def test_a_warm_container_found_stopped_is_replaced_once(pending):
     docker_handler._warm[_warm_key(spec)] = old
     client = Client()
     try:
-        flight = _engine.Flight(0, "checking the image")
+        flight = _engine.Flight("checking the image")
         _, container, exec_id = _exec_in_warm_container(client, spec, flight, ["true"], {})
         assert old.removed and container is client.made[0] and exec_id == "exec-in-new0"
         assert docker_handler._warm[_warm_key(spec)] is container and len(client.made) == 1
