@@ -12,10 +12,14 @@ import json
 import logging
 import os
 import posixpath
+import secrets
 import shlex
+import socket
+import time
 from dataclasses import dataclass, field
 
 from docker.errors import APIError, DockerException, ImageNotFound
+from docker.utils.socket import STDOUT
 
 from lofn import _engine, _options, options
 from lofn._engine import Deadline, StderrTail, logs_tail
@@ -223,20 +227,125 @@ def _create(client, spec: ContainerSpec, kwargs: dict, flight: _engine.Flight):
 
 
 # ---------------------------------------------------------------------------
-# reuse mode: one long-lived container per Python worker, partitions run by exec
+# reuse mode: one long-lived container per Python worker, partitions run by its runner
 
 #: Warm containers kept per worker; the least recently used goes beyond this.
 MAX_WARM = 4
-# The warm container's own process: idle until removed, quick to stop.
-_IDLE = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"
-# Runs a partition's command ("$@") in a warm container, then kills every process
-# of the container but its main one (pid 1, which kill(-1) never signals) and
-# itself: nothing a partition started outlives it into the next partition. The
-# command's processes run as this exec's user (every capability dropped, no new
-# privileges), and the container has its own pid namespace (lofn offers no
-# --pid), so kill(-1) reaches all of them and nothing outside the container.
-_ISOLATE = '"$@"; status=$?; kill -9 -1 2>/dev/null; exit $status'
-_warm: collections.OrderedDict = collections.OrderedDict()  # (pid, key) -> container
+# The warm container's main process: it runs one partition's command per request
+# that lofn writes to the container's stdin (the attach connection; nothing goes
+# through /shared/, which the container owns), and answers on its stdout. A request
+# is a line: a token, a space, and the command with every byte but a few safe ones
+# written as a \0ooo escape, which printf %b decodes (the x keeps trailing newlines
+# from the command substitution). The command runs exactly as written with sh -c,
+# as the container's user, with its environment and working directory; its stdin
+# is /dev/null, its stdout discarded and its stderr sent to the runner's stdout.
+# Then every process of the container but the runner (pid 1, which kill(-1) never
+# signals) is killed: nothing a partition started outlives it into the next one.
+# The command's processes run as this user (every capability dropped, no new
+# privileges) in the container's own pid namespace (lofn offers no --pid), so
+# kill(-1) reaches all of them and nothing outside. Last comes the answer line,
+# "lofn-runner TOKEN STATUS" after a newline, on the same pipe as the stderr
+# before it, so in order. The runner exits when its stdin closes (StdinOnce: when
+# lofn's connection closes) or on SIGTERM.
+RUNNER = r"""trap 'exit 0' TERM
+while IFS= read -r request; do
+  command=$(printf '%bx' "${request#* }")
+  sh -c "${command%x}" </dev/null 2>&1 >/dev/null
+  status=$?
+  kill -9 -1 2>/dev/null
+  printf '\nlofn-runner %s %s\n' "${request%% *}" "$status"
+done"""
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _-./=:,+@%")
+_ESCAPES = [bytes([byte]) if byte in _SAFE else b"\\0%03o" % byte for byte in range(256)]
+#: Seconds lofn watches whether the engine goes away after it stopped a warm container.
+ENGINE_STOP_GRACE = 3.0
+_warm: collections.OrderedDict = collections.OrderedDict()  # (pid, key) -> _Runner
+
+
+def runner_request(token: str, command: str) -> bytes:
+    """The line asking the runner to run ``command``: no byte of it can end the line."""
+    return token.encode() + b" " + b"".join(_ESCAPES[byte] for byte in command.encode()) + b"\n"
+
+
+class RunnerGone(Exception):
+    """The runner's connection ended: the container stopped, was killed, or the engine went."""
+
+
+class _Runner:
+    """A warm container and the attach connection to its runner."""
+
+    def __init__(self, container, attached) -> None:
+        self.container, self.id = container, container.id
+        self._attached = attached  # docker-py's file object; closed with the socket below
+        self._socket = socket.socket(fileno=os.dup(attached.fileno()))
+        self._buffer = bytearray()
+
+    def run(self, command: str, stderr: StderrTail) -> int:
+        """Run ``command``; its stderr goes to ``stderr``; return its exit status.
+
+        Raises:
+            RunnerGone: the connection ended before the answer.
+            DockerFailure: the answer was not one the runner gives.
+        """
+        token = secrets.token_hex(16)
+        try:
+            self._socket.sendall(runner_request(token, command))
+        except OSError as exc:
+            raise RunnerGone() from exc
+        marker = b"\nlofn-runner " + token.encode() + b" "
+        pending = bytearray()
+        while True:
+            stream, data = self._frame()
+            if stream != STDOUT:
+                stderr.add(data)
+                continue
+            pending += data
+            found = pending.find(marker)
+            if found < 0:  # keep what could be the start of the marker
+                keep = max(len(pending) - len(marker), 0)
+                stderr.add(bytes(pending[:keep]))
+                del pending[:keep]
+                continue
+            stderr.add(bytes(pending[:found]))
+            status, newline, _ = bytes(pending[found + len(marker):]).partition(b"\n")
+            if newline and status.isdigit() and len(status) <= 3:
+                return int(status)
+            if newline or len(status) > 3 or not (status.isdigit() or status == b""):
+                raise DockerFailure(f"the warm container's runner answered {status[:40]!r} "
+                                    "(an exit status was expected)")
+            del pending[:found]  # the rest of the answer is on its way
+
+    def _frame(self) -> tuple[int, bytes]:
+        """The next frame of the multiplexed stream: (stream number, data)."""
+        header = self._read(8)
+        return header[0], self._read(int.from_bytes(header[4:8], "big"))
+
+    def _read(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            try:
+                chunk = self._socket.recv(max(size - len(self._buffer), 1 << 16))
+            except OSError as exc:
+                raise RunnerGone() from exc
+            if not chunk:
+                raise RunnerGone()
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def closed(self) -> bool:
+        """Whether the runner's end of the connection is closed (its container stopped)."""
+        try:
+            return not self._socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False  # open, and quiet, as a runner waiting for a request is
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        """Close the connection: the runner's stdin closes, and it exits."""
+        self._socket.close()
+        self._attached.close()
 
 
 def _warm_key(spec: ContainerSpec) -> tuple:
@@ -245,107 +354,125 @@ def _warm_key(spec: ContainerSpec) -> tuple:
 
 
 def _discard(key: tuple, flight: _engine.Flight) -> None:
-    container = _warm.pop(key, None)
-    if container is not None:
-        _engine.remove(container, flight)
+    runner = _warm.pop(key, None)
+    if runner is not None:
+        runner.close()
+        _engine.remove(runner.container, flight)
 
 
 def _forget_warm() -> None:
     """The engine was lost: its warm containers are stopped or gone; remove them when it is back."""
-    _engine.remove_when_back(container.id for container in _warm.values())
+    _engine.remove_when_back(runner.id for runner in _warm.values())
+    for runner in _warm.values():
+        runner.close()
     _warm.clear()
 
 
 _engine.when_lost(_forget_warm)
 
 
-def _warm_container(client, spec: ContainerSpec, flight: _engine.Flight):
-    """This worker's container for ``spec``'s image, mounts and options, and whether it is new."""
+def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
+    """(key, runner) of this worker's container for ``spec``'s image, mounts and options."""
     key = _warm_key(spec)
-    container = _warm.get(key)
-    if container is not None:
+    runner = _warm.get(key)
+    if runner is not None and runner.closed():  # stopped while this worker was idle
+        logger.info("warm container %s has stopped; starting a new one", runner.id[:12])
+        _discard(key, flight)
+    elif runner is not None:
         _warm.move_to_end(key)
-        return key, container, False
+        return key, runner
     for stale in [k for k in _warm if k[0] != os.getpid()]:  # inherited over a fork
         _warm.pop(stale)
     while len(_warm) >= MAX_WARM:
         _discard(next(iter(_warm)), flight)
     kwargs = spec.create_kwargs()
-    kwargs.update(entrypoint=["sh", "-c"], command=[_IDLE])
+    # stdin_open (not detached) also sets StdinOnce: the runner's stdin closes with
+    # lofn's connection. Every byte of the attach stream would be logged: no log.
+    kwargs.update(entrypoint=["sh", "-c"], command=[RUNNER], stdin_open=True, tty=False)
+    kwargs.setdefault("log_config", {"Type": "none", "Config": {}})
     kwargs["labels"] = {**kwargs["labels"], f"{LABEL}.mode": "reuse"}
     flight.step = "creating the reusable container"
     container = _create(client, spec, kwargs, flight)
-    _warm[key] = container
-    flight.step = "starting the reusable container"
     try:
+        flight.step = "attaching to the reusable container"
+        attached = client.api.attach_socket(
+            container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        if hasattr(attached, "sendall"):
+            attached.close()
+            raise _failure(spec, f"reuse mode needs a unix socket or plain TCP connection to "
+                                 f"the Docker engine; {_engine.address()} uses TLS or SSH: "
+                                 "run without reuse_containers")
+        _warm[key] = _Runner(container, attached)
+        flight.step = "starting the reusable container"
         container.start()
-    except APIError as exc:
-        _discard(key, flight)
-        raise _failure(spec, f"the Docker engine refused the reusable container: "
-                             f"{exc.explanation or exc}") from exc
-    return key, container, True
-
+    except BaseException as exc:
+        try:
+            if key in _warm:
+                _discard(key, flight)
+            else:
+                _engine.remove(container, flight)
+        finally:
+            if isinstance(exc, APIError):
+                raise _failure(spec, f"the Docker engine refused the reusable container: "
+                                     f"{exc.explanation or exc}") from exc
+        raise
+    return key, _warm[key]
 
 def run_in_warm_container(spec: ContainerSpec) -> None:
-    """Run ``spec.command`` with ``exec`` in this worker's long-lived container.
+    """Run ``spec.command`` by the runner of this worker's long-lived container.
 
     The container is created on first use and kept; it is discarded after a
-    failure, so the next partition starts in a fresh one. When the command
-    ends, every process it started is killed. Same errors as
-    :func:`run_container`.
+    failure, a timeout or a lost connection, so the next partition starts in
+    a fresh one. When the command ends, every process it started is killed.
+    Same errors as :func:`run_container`.
     """
     client = get_client()
+    entrypoint = spec.options.get("entrypoint")
+    command = (shlex.join([*shlex.split(entrypoint), "sh", "-c", spec.command]) if entrypoint
+               else spec.command)  # the runner is the main process: the entrypoint goes here
     with _engine.in_flight(spec.partition, "checking the image") as flight:
         ensure_image(client, spec.image, spec.pull, spec.partition)
-        kwargs = spec.create_kwargs()
-        entrypoint = spec.options.get("entrypoint")
-        argv = ["sh", "-c", _ISOLATE, "lofn-partition",
-                *(shlex.split(entrypoint) if entrypoint else []), "sh", "-c", spec.command]
-        key, container, exec_id = _exec_in_warm_container(
-            client, spec, flight, argv, {"user": kwargs["user"],
-                                         "environment": kwargs.get("environment"),
-                                         "workdir": kwargs.get("working_dir")})
-        deadline = Deadline(spec.timeout, container.kill)
+        key, runner = _warm_runner(client, spec, flight)
+        stderr = StderrTail()
+        deadline = Deadline(spec.timeout, runner.container.kill)
         try:
             with deadline:
-                stderr = StderrTail()
-                flight.step = "running the partition's command (exec)"
-                for _, err in client.api.exec_start(exec_id, stream=True, demux=True):
-                    if err:
-                        stderr.add(err)
-                code = client.api.exec_inspect(exec_id)["ExitCode"]
-        except APIError as exc:
-            _discard(key, flight)
-            raise _failure(spec, f"the Docker engine failed to exec in the container: "
-                                 f"{exc.explanation or exc}") from exc
-        if deadline.fired or code != 0:
+                flight.step = "running the partition's command (warm container)"
+                code = runner.run(command, stderr)
+        except RunnerGone:
             failure = (_timeout_failure(spec, stderr.text()) if deadline.fired
-                       else _exit_failure(spec, container, code, stderr.text()))
-            try:
-                raise failure
-            finally:  # the failure stays the task's error, whatever the removal meets
-                _discard(key, flight)
+                       else _runner_gone(spec, runner.container, stderr.text()))
+        except DockerFailure as exc:
+            failure = _failure(spec, exc.message, stderr=stderr.text())
+        else:
+            if code == 0:
+                return
+            failure = _exit_failure(spec, runner.container, code, stderr.text())
+        try:
+            raise failure
+        finally:  # the failure stays the task's error, whatever the removal meets
+            _discard(key, flight)
 
 
-def _exec_in_warm_container(client, spec: ContainerSpec, flight: _engine.Flight,
-                            argv: list[str], options: dict) -> tuple:
-    """(key, container, exec ID) of the partition's command in this worker's warm container.
-
-    A kept container that is gone or stopped (its engine restarted while
-    this worker was idle) is replaced by a new one, once.
-    """
-    key, container, new = _warm_container(client, spec, flight)
-    flight.step = "starting the partition's command (exec)"
-    try:
-        return key, container, client.api.exec_create(container.id, argv, **options)["Id"]
-    except APIError as exc:
-        _discard(key, flight)
-        if new or exc.status_code not in (404, 409):
-            raise _failure(spec, f"the Docker engine failed to exec in the container: "
-                                 f"{exc.explanation or exc}") from exc
-        logger.info("warm container %s is gone or stopped (%s); starting a new one",
-                    container.short_id, exc.explanation)
-    return _exec_in_warm_container(client, spec, flight, argv, options)
+def _runner_gone(spec: ContainerSpec, container, stderr: str) -> DockerFailure:
+    """The failure for a warm container whose runner stopped answering."""
+    container.reload()
+    state = container.attrs.get("State", {})
+    if state.get("Running"):
+        return _failure(spec, "the connection to the warm container's runner was closed",
+                        stderr=stderr)
+    code = state.get("ExitCode")
+    if state.get("OOMKilled"):
+        return _exit_failure(spec, container, code, stderr)
+    # Stopped from outside: ``docker stop`` or ``kill``, or its engine stopping, which
+    # stops its containers before it stops answering: then that is the error.
+    client, deadline = get_client(), time.monotonic() + ENGINE_STOP_GRACE
+    while time.monotonic() < deadline:
+        client.ping()
+        time.sleep(0.1)
+    return _failure(spec, f"the warm container was stopped from outside (exit code {code}) "
+                          "while running the partition's command", exit_code=code,
+                    stderr=stderr, hint="something ran docker stop or kill on it")
 
 
 def validate_user_input(volumes, shared_mountpoint: str | None = None,

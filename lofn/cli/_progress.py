@@ -29,8 +29,8 @@ class ContainerCounter:
 
     Every container lofn starts carries the label ``lofn.app=<application
     id>``; this follows the driver host's Docker engine events for that label
-    and counts ``start`` events (and, for ``--reuse-containers``, the
-    ``exec_start`` of each partition run in a long-lived container). Only
+    and counts ``start`` events, and among them the long-lived containers of
+    ``--reuse-containers`` (label ``lofn.mode=reuse``). Only
     this host's engine is seen: on a cluster, containers on other hosts are
     not counted.
     """
@@ -39,7 +39,7 @@ class ContainerCounter:
         self.app_id = app_id
         self.started: set[str] = set()
         self.removed: set[str] = set()
-        self.execs = 0
+        self.warm: set[str] = set()
         self._lock = threading.Lock()
         self._client = _engine.connect()  # its own: the event stream holds it
         self._stream = self._client.events(
@@ -67,10 +67,11 @@ class ContainerCounter:
                     self._last_event = time.monotonic()
                     if action == "start":
                         self.started.add(container)
+                        if event.get("Actor", {}).get("Attributes", {}).get(
+                                "lofn.mode") == "reuse":
+                            self.warm.add(container)
                     elif action == "destroy":
                         self.removed.add(container)
-                    elif action.startswith("exec_start"):
-                        self.execs += 1
         except Exception:  # noqa: BLE001 - the stream was closed
             pass
 
@@ -93,7 +94,7 @@ class ContainerCounter:
         deadline = time.monotonic() + settle
         while time.monotonic() < deadline:
             with self._lock:
-                done = self.execs or self.started <= self.removed
+                done = self.started - self.warm <= self.removed
                 quiet = time.monotonic() - self._last_event > 0.3
             if done and quiet:
                 break

@@ -321,8 +321,8 @@ def _containers(counter: ContainerCounter | None, master: str) -> str:
     if counter is None:
         return "not counted (no Docker engine answers on this host)"
     text = f"{counter.count} started"
-    if counter.execs:
-        text += f", running {counter.execs} partitions with docker exec"
+    if counter.warm:
+        text += f" ({len(counter.warm)} kept warm for reuse)"
     if not master.startswith("local"):
         text += " on this host (other hosts' containers are not counted)"
     return text

@@ -211,8 +211,9 @@ def test_reuse_containers_quiet_to_stdout(runs):
     assert result.stdout.splitlines() == [line.upper() for line in lines]
     assert "lofn: map:" not in result.stderr  # --quiet: no progress
     containers = summary(result.stderr)["containers"]
-    match = re.fullmatch(r"(\d) started, running 5 partitions with docker exec", containers)
-    assert match and 1 <= int(match.group(1)) <= 2, containers  # one per Python worker
+    match = re.fullmatch(r"(\d) started \((\d) kept warm for reuse\)", containers)
+    # one per Python worker, for the 5 partitions
+    assert match and 1 <= int(match.group(1)) == int(match.group(2)) <= 2, containers
     assert summary(result.stderr)["output"] == "stdout (100 lines)"
     assert_no_noise(result.stderr)
 

@@ -24,3 +24,32 @@ def test_reuse_mode_same_results_isolated_partitions_nothing_left(busybox, sessi
     assert 1 <= report["warm_containers"] <= 8
     assert report["failed"] == 1 and report["after_failure"] == 4000
     assert report["left_after_stop"] == 0 and report["left_dirs"] == []
+
+
+RUNNER_JOB = Path(__file__).parent / "jobs" / "runner_job.py"
+
+
+def test_the_runner_runs_commands_exactly_as_a_fresh_container_does(busybox, session_tmp):
+    """Quotes, $, backslashes, newlines and non-ASCII text; user, environment, workdir and
+    entrypoint; stdin, a spoofed answer, a failure's stderr tail, a timeout, a stopped runner."""
+    result = subprocess.run([sys.executable, str(RUNNER_JOB), busybox], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "TMPDIR": session_tmp})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for case in ("quoting", "context", "user", "entrypoint", "spoof", "fail"):
+        assert report[f"{case}/reuse"] == report[f"{case}/fresh"], case
+    assert report["quoting/reuse"]["lines"] == [
+        "it's", "$HOME", "a\\b", "tab\tthere", "日本語 é", "%s %b \\c", '3 "q" back',
+        "$NOT \\n 'x'"]
+    uid, gid = str(os.getuid()), str(os.getgid())
+    # the runner's own variables are not in the command's environment
+    assert report["context/reuse"]["lines"] == [uid, gid, "/tmp", "a b$c 'q'", "0"]
+    assert report["user/reuse"]["lines"] == ["1234"]
+    assert report["entrypoint/reuse"]["lines"] == ["set"]
+    # stdin is empty (the requests are not the command's), spoofed answers change nothing
+    assert report["spoof/reuse"]["lines"] == ["0", "in 1", "in 2"]
+    assert report["fail/reuse"] == {"error": "DockerFailure", "exit_code": 7,
+                                    "stderr": "first line\nlast: é"}
+    assert report["timeout"] == "ContainerTimeout"
+    assert report["warm"] == report["after_stop"] == [str(n) for n in range(8)]
+    assert report["left"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 
@@ -174,22 +175,117 @@ def test_removal_is_the_error_when_nothing_else_went_wrong(pending):
     assert set(pending) == {"c0ffee"}
 
 
+class Attached:
+    """docker-py's file object of an attach connection: one end of a socket pair."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def close(self):
+        self.sock.close()
+
+
+def runner_pair(container=None):
+    """A warm container's runner over a socket pair, and the runner's end of it."""
+    ours, theirs = socket.socketpair()
+    return docker_handler._Runner(container or Container(), Attached(ours)), theirs
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+
+
+def answer_with(theirs, frames) -> threading.Thread:
+    """Read one request on ``theirs`` and answer with ``frames(token)``, one send each."""
+    def serve():
+        request = b""
+        while not request.endswith(b"\n"):
+            request += theirs.recv(4096)
+        token = request.split(b" ", 1)[0]
+        for data in frames(token):
+            theirs.sendall(data)
+            time.sleep(0.01)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_runner_requests_are_one_line_of_safe_bytes():
+    command = "printf '%s' \"$HOME\" 'a\\b' \\\n日本 é\n\n"
+    request = docker_handler.runner_request("t0k", command)
+    assert request.startswith(b"t0k ") and request.endswith(b"\n") and request.count(b"\n") == 1
+    body = request[4:-1]
+    assert all(byte in docker_handler._SAFE or byte == ord("\\") for byte in body)
+    parts = body.split(b"\\0")
+    rebuilt = parts[0] + b"".join(bytes([int(part[:3], 8)]) + part[3:] for part in parts[1:])
+    assert rebuilt == command.encode()
+
+
+def test_runner_answer_split_across_frames_stderr_before_it_kept():
+    runner, theirs = runner_pair()
+    answer_with(theirs, lambda token: [
+        frame(2, b"runner's own stderr\n"),
+        frame(1, b"tool: first\n\nlofn-runner " + token[:5]),  # a spoof needs the token
+        frame(1, token[5:] + b" 4"),
+        frame(1, b"2\n")])
+    stderr = StderrTail()
+    assert runner.run("true", stderr) == 42
+    assert stderr.text() == "runner's own stderr\ntool: first"
+    runner.close()
+
+
+def test_runner_answer_with_another_token_is_stderr():
+    runner, theirs = runner_pair()
+    answer_with(theirs, lambda token: [
+        frame(1, b"\nlofn-runner 00000000000000000000000000000000 0\n"),
+        frame(1, b"\nlofn-runner " + token + b" 3\n")])
+    stderr = StderrTail()
+    assert runner.run("true", stderr) == 3
+    assert "lofn-runner 0000" in stderr.text()
+    runner.close()
+
+
+@pytest.mark.parametrize("answer", [b"x\n", b"123456789012\n", b"-1\n"])
+def test_runner_answer_that_no_runner_gives_is_a_failure(answer):
+    runner, theirs = runner_pair()
+    answer_with(theirs, lambda token: [frame(1, b"\nlofn-runner " + token + b" " + answer)])
+    with pytest.raises(docker_handler.DockerFailure, match="runner answered"):
+        runner.run("true", StderrTail())
+    runner.close()
+
+
+def test_runner_connection_closed_before_the_answer_is_runner_gone():
+    runner, theirs = runner_pair()
+    assert not runner.closed()
+    thread = answer_with(theirs, lambda token: [frame(2, b"dying\n")])
+    thread.join()
+    theirs.close()
+    stderr = StderrTail()
+    with pytest.raises(docker_handler.RunnerGone):
+        runner.run("true", stderr)
+    assert stderr.text() == "dying" and runner.closed()
+    runner.close()
+
+
 def test_reuse_mode_forgets_its_warm_containers_when_the_engine_is_lost(pending):
-    docker_handler._warm[(os.getpid(), "img", "{}", "{}")] = Container()
+    runner, theirs = runner_pair()
+    docker_handler._warm[(os.getpid(), "img", "{}", "{}")] = runner
     try:
         with pytest.raises(DockerUnavailable), _engine.in_flight(0):
             raise ConnectionResetError("reset by peer")
         assert docker_handler._warm == {} and pending == ["c0ffee"]
+        assert theirs.recv(1) == b""  # the connection was closed: the runner exits
     finally:
         docker_handler._warm.clear()
+        theirs.close()
 
 
-def test_a_warm_container_found_stopped_is_replaced_once(pending):
+def test_a_warm_container_found_stopped_is_replaced(pending):
     """After an engine restart while the worker was idle, the kept container is not running."""
-    import requests
-    from docker.errors import APIError
-
-    from lofn.docker_handler import ContainerSpec, _exec_in_warm_container, _warm_key
+    from lofn.docker_handler import ContainerSpec, _warm_key, _warm_runner
 
     class Warm:
         def __init__(self, name):
@@ -207,27 +303,33 @@ def test_a_warm_container_found_stopped_is_replaced_once(pending):
             self.containers = self
             self.api = self
             self.made = []
+            self.ends = []
 
         def create(self, image, **kwargs):
+            assert kwargs["stdin_open"] and kwargs["command"] == [docker_handler.RUNNER]
             self.made.append(Warm(f"new{len(self.made)}"))
             return self.made[-1]
 
-        def exec_create(self, container, argv, **options):
-            if container == "old":
-                conflict = requests.Response()
-                conflict.status_code = 409
-                raise APIError("409 Conflict", response=conflict,
-                               explanation="container old is not running")
-            return {"Id": f"exec-in-{container}"}
+        def attach_socket(self, container, params):
+            ours, theirs = socket.socketpair()
+            self.ends.append(theirs)
+            return Attached(ours)
 
     spec = ContainerSpec("img", "true", labels={"lofn.app": "a"})
     old = Warm("old")
-    docker_handler._warm[_warm_key(spec)] = old
+    stopped, theirs = runner_pair(old)
+    theirs.close()  # the runner exited with its container
+    docker_handler._warm[_warm_key(spec)] = stopped
     client = Client()
     try:
         flight = _engine.Flight("checking the image")
-        _, container, exec_id = _exec_in_warm_container(client, spec, flight, ["true"], {})
-        assert old.removed and container is client.made[0] and exec_id == "exec-in-new0"
-        assert docker_handler._warm[_warm_key(spec)] is container and len(client.made) == 1
+        _, runner = _warm_runner(client, spec, flight)
+        assert old.removed and runner.container is client.made[0] and not runner.closed()
+        assert docker_handler._warm[_warm_key(spec)] is runner and len(client.made) == 1
+        assert _warm_runner(client, spec, flight)[1] is runner  # kept while it runs
     finally:
+        for runner in docker_handler._warm.values():
+            runner.close()
         docker_handler._warm.clear()
+        for end in client.ends:
+            end.close()
