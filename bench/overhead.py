@@ -10,6 +10,9 @@ which go one after the other). Each repetition times, in a rotating order:
 - ``rdd_pipe``: ``rdd.pipe("docker run -i --rm IMAGE cat").count()``
 - ``bare_cli``: N times ``docker run --rm -v TMP:/shared IMAGE sh -c 'cat ...'``
 - ``bare_sdk``: N times create/start/wait/remove of the same through the Docker SDK
+- ``reuse_first``: a one-partition reuse-mode job whose options are new
+  (``--env LOFN_BENCH_WARM=<rep>``), so its task starts a warm container: the
+  one-time start, apart from the steady state of ``lofn_reuse``
 - ``spark_sdk`` (diagnostic): a Spark job whose tasks each do one ``bare_sdk`` run,
   i.e. lofn's fresh mode minus lofn
 
@@ -81,9 +84,18 @@ def main() -> None:
             spark_job(make, small)
         for runner in runners.values():
             bare(runner, 2)
+        first = sc.parallelize(range(1), 1)
+        started = iter(range(1 << 30))
+
+        def reuse_first():
+            options = [*LOFN_OPTIONS, "--env", f"LOFN_BENCH_WARM={next(started)}"]
+            return spark_job(lambda data: warm.map(data, IMAGE, TRIVIAL, docker_options=options),
+                             first)
+
         variants = {**{name: (lambda make=make: spark_job(make, rdd)) for name, make in jobs.items()},
                     **{name: (lambda runner=runner: bare(runner, n))
-                       for name, runner in runners.items()}}
+                       for name, runner in runners.items()},
+                    "reuse_first": reuse_first}
         names = list(variants)
         for rep in range(args.reps):
             order = names[rep % len(names):] + names[:rep % len(names)]

@@ -19,6 +19,9 @@ driver. For each repetition and P, in a rotating order:
 - ``pipe_total``: ``rdd.pipe("docker run -i --rm IMAGE sh -c '<map as a
   filter>'")``, then one ``collections.Counter`` per partition, merged with
   ``rdd.reduce``;
+- ``spark_floor``: the same job's stages and tasks with no container work:
+  P tasks reading their partitions, then the tree reduce's rounds (as
+  ``lofn.api.plan_fan_ins`` plans them) as shuffles of one small record a block;
 - ``fresh_map`` (diagnostic): ``DockerPipe.map(rdd, MAP).count()``, the map
   phase both lofn fresh and the older design run; a total less it is that
   design's reduce phase.
@@ -79,7 +82,8 @@ def main() -> None:
 
     from pyspark import SparkConf
 
-    from lofn.api import DockerPipe
+    from lofn.api import DockerPipe, plan_fan_ins
+    from lofn.options import MAX_FAN_IN
 
     path = os.path.join(bench_root(), "words.txt")
     expected = dict(make_text(path))
@@ -125,6 +129,17 @@ def main() -> None:
             piped = rdd.pipe(PIPE_COMMAND, checkCode=True)
             return dict(piped.mapPartitions(lines_counter).reduce(merge_counters))
 
+        def spark_floor(rdd):
+            count = rdd.getNumPartitions()
+            blocks = rdd.mapPartitionsWithIndex(
+                lambda index, lines: [(index, sum(1 for _ in lines))])
+            for fan_in in plan_fan_ins(count, sc.defaultParallelism, MAX_FAN_IN):
+                count = -(-count // fan_in)
+                blocks = blocks.map(lambda block, f=fan_in: (block[0] // f, block[1])).reduceByKey(
+                    lambda a, b: a + b, numPartitions=count, partitionFunc=lambda key: key)
+            if len(blocks.collect()) != 1:
+                raise RuntimeError("spark_floor: the rounds did not end in one block")
+
         def map_only(rdd):
             fresh.map(rdd, IMAGE, MAP_COMMAND, docker_options=LOFN_OPTIONS).count()
 
@@ -134,6 +149,7 @@ def main() -> None:
             "old_total": old_job,
             "pipe_total": pipe_job,
             "fresh_map": map_only,
+            "spark_floor": spark_floor,
         }
         # warm-up, untimed, on 4 small partitions: Python workers, Docker connections, the
         # warm containers, lofn's watchdogs

@@ -18,7 +18,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils.socket import STDOUT
 
 from lofn import _engine, _options, options
@@ -456,7 +456,12 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
 
 def _runner_gone(spec: ContainerSpec, container, stderr: str) -> DockerFailure:
     """The failure for a warm container whose runner stopped answering."""
-    container.reload()
+    try:
+        container.reload()
+    except NotFound:
+        return _failure(spec, "the warm container was removed from outside while running the "
+                              "partition's command", stderr=stderr,
+                        hint="something ran docker rm on it")
     state = container.attrs.get("State", {})
     if state.get("Running"):
         return _failure(spec, "the connection to the warm container's runner was closed",
@@ -468,7 +473,10 @@ def _runner_gone(spec: ContainerSpec, container, stderr: str) -> DockerFailure:
     # stops its containers before it stops answering: then that is the error.
     client, deadline = get_client(), time.monotonic() + ENGINE_STOP_GRACE
     while time.monotonic() < deadline:
-        client.ping()
+        try:
+            client.ping()
+        except APIError:
+            break  # it answers, unhappy: not gone
         time.sleep(0.1)
     return _failure(spec, f"the warm container was stopped from outside (exit code {code}) "
                           "while running the partition's command", exit_code=code,
