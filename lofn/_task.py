@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 import socket
 import tempfile
@@ -362,8 +363,10 @@ class Merge:
 
     ``kind`` is ``'append'`` (blocks concatenated into ``names[0]``),
     ``'pair'`` (two blocks as files ``names[0]`` and ``names[1]``),
-    ``'text_udf'`` (user function on the blocks' lines) or ``'binary_udf'``
-    (user function on the blocks' bytes).
+    ``'numbered'`` (blocks as files named by the pattern ``names[0]``
+    filled with 1, 2, ..., listed in the file ``names[1]`` by their
+    container paths), ``'text_udf'`` (user function on the blocks' lines)
+    or ``'binary_udf'`` (user function on the blocks' bytes).
     """
 
     job: ContainerJob
@@ -388,6 +391,14 @@ class Merge:
         elif self.kind == "pair":
             for path, name in zip(paths, self.names, strict=True):
                 _safefs.move_in(path, shared, name)
+        elif self.kind == "numbered":
+            pattern, listing = self.names
+            names = [pattern.format(number) for number in range(1, len(paths) + 1)]
+            for path, name in zip(paths, names, strict=True):
+                _safefs.move_in(path, shared, name)
+            with _safefs.create(shared, listing) as handle:
+                handle.writelines(f"{posixpath.join(self.job.shared_mountpoint, name)}\n"
+                                  .encode() for name in names)
         else:  # 'text_udf' or 'binary_udf': the user's function writes the inputs
             assert self.udf is not None
             text = self.kind == "text_udf"

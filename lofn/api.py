@@ -23,7 +23,7 @@ from lofn.errors import (
     LofnError,
     from_spark_error,
 )
-from lofn.options import MAX_FAN_IN, CallOptions, Default, PipeOptions
+from lofn.options import BINARY_INPUTS_LIST, MAX_FAN_IN, CallOptions, Default, PipeOptions
 from lofn.tmp_file_handler import split_lines
 
 if TYPE_CHECKING:
@@ -126,13 +126,15 @@ class DockerPipe:
             host whose engine lacks that image ID, once per host. Needs the
             image on the driver's engine; leave ``image_pull`` at ``'never'``.
             See :doc:`images`.
-        reuse_containers: run each partition with ``docker exec`` in a
-            long-lived container per Python worker (and per image, mounts and
-            options) instead of a fresh container, saving the start-up of one
-            container per partition. The shared directory is emptied between
-            partitions; anything else a tool leaves in the container (files
-            outside ``/shared/``, background processes) is seen by the next
-            partition, so do not use it for such tools. A container is
+        reuse_containers: run each partition in a long-lived container per
+            Python worker (and per image, mounts and options) instead of a
+            fresh container, saving the start-up of one container per
+            partition: lofn's runner, the container's main process, runs each
+            partition's command with ``sh -c`` and then kills every process it
+            started. The shared directory is emptied between partitions;
+            anything else a tool leaves in the container (files outside
+            ``/shared/``, caches) is seen by the next partition, so do not
+            use it for such tools. A container is
             discarded after a failure; all are removed when the worker ends.
         result_cache: a directory (absolute, shared by all executors) or an
             ``hdfs:///path`` where the output of each container that works on
@@ -571,19 +573,40 @@ class DockerPipe:
     def reduce_binary(self, rdd: RDD, image_name: str, command: str, *,
                       container_binary_input_1_name: str = "input_1.bin",
                       container_binary_input_2_name: str = "input_2.bin",
+                      container_binary_inputs_name: str = "input_{:03d}.bin",
                       container_binary_output_name: str = "output.bin",
                       docker_options: list[str] | None = None,
                       reduce_udf: Callable | None = None,
+                      max_fan_in: int = PAIRWISE,
                       timeout: float | Default | None = Default.PIPE_TIMEOUT,
                       sample: float | None = None,
                       sample_seed: int = 0) -> bytes:
-        """Merge binary files pairwise with a container, in a tree on the executors.
+        """Merge binary files with a container, in a tree on the executors.
 
         Each element of ``rdd`` (``bytes``, or the ``(path, bytes)`` pairs of
-        ``sc.binaryFiles``) is one block. Each merge writes its two blocks to
+        ``sc.binaryFiles``) is one block, numbered in the RDD's order. Each
+        merge runs ``command``, which writes ``container_binary_output_name``,
+        the merged block. The elements are counted first (one extra pass
+        over the input). A block with no partner in a round, and so the only
+        element of a one-element RDD, is passed on unmerged, without a
+        container.
+
+        By default (``max_fan_in=2``) the merges are pairwise, in about
+        log2(N) rounds: each writes its two blocks to
         ``container_binary_input_1_name`` and ``container_binary_input_2_name``
-        and runs ``command``, which writes ``container_binary_output_name``.
-        The elements are counted first (one extra pass over the input).
+        (``samtools merge /shared/output.bin /shared/input_1.bin /shared/input_2.bin``).
+
+        With ``max_fan_in`` K > 2, for tools that merge many files at once,
+        rounds are planned as for :meth:`reduce`: the first runs about as
+        many containers as Spark has cores, later ones merge what is left at
+        once, each container merging 2 to K blocks. A merge of n blocks
+        gets them, in block order, as ``input_001.bin`` ... (n, zero-padded,
+        so that ``/shared/input_*.bin`` lists them in order; the pattern is
+        ``container_binary_inputs_name``) and the file ``inputs.txt``
+        listing their container paths (``/shared/input_001.bin``), one a
+        line: ``samtools merge -f -o /shared/output.bin -b /shared/inputs.txt``
+        or ``cat /shared/input_*.bin > /shared/output.bin``. The command
+        must give the same result however the blocks are grouped.
 
         Args:
             rdd: a Spark RDD of binary contents.
@@ -591,35 +614,61 @@ class DockerPipe:
             command: command run by ``sh -c`` in the container.
 
         Keyword Args:
-            container_binary_input_1_name: left input (default ``'input_1.bin'``).
-            container_binary_input_2_name: right input (default ``'input_2.bin'``).
+            container_binary_input_1_name: left input of a pairwise merge
+                (default ``'input_1.bin'``; ``max_fan_in=2`` only).
+            container_binary_input_2_name: right input of a pairwise merge
+                (default ``'input_2.bin'``; ``max_fan_in=2`` only).
+            container_binary_inputs_name: the ``str.format`` pattern of the
+                numbered inputs' names when ``max_fan_in`` > 2 (default
+                ``'input_{:03d}.bin'``); the names must sort in number order.
             container_binary_output_name: output (default ``'output.bin'``).
             docker_options: additional ``docker run`` flags, as a list.
-            reduce_udf: function taking the two blocks (bytes) and returning a
-                dict of file name -> contents.
+            reduce_udf: function taking the two blocks (bytes) of a pairwise
+                merge and returning a dict of file name -> contents
+                (``max_fan_in=2`` only).
+            max_fan_in: the most blocks one container merges, from 2 (the
+                default: pairwise, with the two named inputs) to
+                :data:`~lofn.options.MAX_FAN_IN` (32).
+            timeout, sample, sample_seed: as for :meth:`map`.
 
         Returns:
             The bytes of the final output file.
+
+        Raises:
+            InvalidArgument: a bad keyword, ``max_fan_in`` not a whole number
+                from 2 to 32, or a keyword of the other way to merge given
+                (``reduce_udf`` or an input name of a pairwise merge with
+                ``max_fan_in`` > 2; ``container_binary_inputs_name`` with
+                ``max_fan_in=2``). Raised before any Spark job.
+            EmptyInput: the RDD has no elements (a ``ValueError``).
+            DockerFailure: a container failed.
         """
         call = CallOptions(image_name=image_name, command=command,
                            container_binary_input_1_name=container_binary_input_1_name,
                            container_binary_input_2_name=container_binary_input_2_name,
+                           container_binary_inputs_name=container_binary_inputs_name,
                            container_binary_output_name=container_binary_output_name,
                            docker_options=docker_options, reduce_udf=reduce_udf,
-                           timeout=timeout, sample=sample, sample_seed=sample_seed)
+                           binary_max_fan_in=max_fan_in, timeout=timeout, sample=sample,
+                           sample_seed=sample_seed)
         job = self._rdd_job(rdd, call)
         rdd = call.sampled(rdd)
         output_name = call.container_binary_output_name
-        if call.reduce_udf is None:
+        if call.reduce_udf is not None:
+            merge = _task.Merge(job, "binary_udf", (), output_name, call.reduce_udf)
+        elif call.binary_max_fan_in == PAIRWISE:
             names = (call.container_binary_input_1_name, call.container_binary_input_2_name)
             merge = _task.Merge(job, "pair", names, output_name)
         else:
-            merge = _task.Merge(job, "binary_udf", (), output_name, call.reduce_udf)
+            names = (call.container_binary_inputs_name, BINARY_INPUTS_LIST)
+            merge = _task.Merge(job, "numbered", names, output_name)
         with _task_errors():
             counts = rdd.mapPartitions(_task.count).collect()
         offsets = [sum(counts[:index]) for index in range(len(counts))]
-        fan_ins = plan_fan_ins(sum(counts), 1, PAIRWISE)
-        blocks = rdd.mapPartitionsWithIndex(partial(_task.binary_blocks, PAIRWISE, offsets))
+        # max_fan_in=2 plans the pairwise tree whatever the parallelism
+        fan_ins = plan_fan_ins(sum(counts), rdd.context.defaultParallelism,
+                               call.binary_max_fan_in)
+        blocks = rdd.mapPartitionsWithIndex(partial(_task.binary_blocks, fan_ins[0], offsets))
         return self._tree(blocks, sum(counts), merge, fan_ins)
 
     @staticmethod

@@ -26,6 +26,7 @@ lofn.errors.InvalidArgument: timeout must be a positive number of seconds, got -
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -36,13 +37,16 @@ from lofn import _options
 from lofn.errors import InvalidArgument, InvalidArgumentType
 from lofn.tmp_file_handler import check_file_name
 
-__all__ = ["MAX_FAN_IN", "PULL_POLICIES", "CallOptions", "Default", "PipeOptions",
-           "command_line_options"]
+__all__ = ["BINARY_INPUTS_LIST", "MAX_FAN_IN", "PULL_POLICIES", "CallOptions", "Default",
+           "PipeOptions", "command_line_options"]
 
 #: The values of ``image_pull``.
 PULL_POLICIES = ("never", "missing", "always")
-#: Default bound on how many blocks one ``reduce`` container merges at once.
+#: Default bound on how many blocks one ``reduce`` container merges at once, and the
+#: most files one ``reduce_binary`` container merges.
 MAX_FAN_IN = 32
+#: The file listing a ``reduce_binary`` merge's numbered inputs (``max_fan_in`` > 2).
+BINARY_INPUTS_LIST = "inputs.txt"
 
 
 class Default(enum.Enum):
@@ -88,6 +92,41 @@ def _whole(minimum: int | None, wording: str, *, required: bool = False) -> Chec
             raise InvalidArgument(f"{name} must be {wording}, got {value!r}")
         return value
     return check
+
+
+def _binary_fan_in(name: str, value: Any) -> int:
+    """``reduce_binary``'s ``max_fan_in`` (the field's name is not the keyword's)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_FAN_IN:
+        raise InvalidArgument(f"max_fan_in must be a whole number from 2 to {MAX_FAN_IN}, "
+                              f"got {value!r}")
+    return value
+
+
+def _numbered_file_name(name: str, value: Any) -> str:
+    """A ``str.format`` pattern naming input ``1``, ``2``, ... so that the names sort in order."""
+    example = "e.g. 'input_{:03d}.bin'"
+    if not isinstance(value, str):
+        raise InvalidArgumentType(f"{name} must be a file name pattern with a field for the "
+                                  f"input's number ({example}), got {value!r}")
+    try:
+        names = [value.format(number) for number in range(1, MAX_FAN_IN + 1)]
+    except (IndexError, KeyError, ValueError) as exc:
+        raise InvalidArgument(f"{name} {value!r} is not a pattern str.format can fill with "
+                              f"the input's number ({example}): {exc}") from None
+    if len(set(names)) != len(names):
+        raise InvalidArgument(f"{name} {value!r} must contain a field for the input's number "
+                              f"({example}), or every input gets the same name")
+    for first, second in itertools.pairwise(names):
+        if first > second:
+            raise InvalidArgument(
+                f"{name} {value!r} must number the inputs so that their names sort in "
+                f"order, as a shell glob lists them: {second!r} sorts before {first!r}; "
+                f"pad the number ({example})")
+    for number in names:
+        check_file_name(number, name)
+        if "\n" in number:  # inputs.txt lists the names one a line
+            raise InvalidArgument(f"{name} {value!r} names an input {number!r}, with a newline")
+    return value
 
 
 def _fraction(name: str, value: Any) -> float | None:
@@ -212,8 +251,8 @@ class PipeOptions:
     ship_image: bool = _option(_flag)
     reuse_containers: bool = _option(
         _flag, False, flags=("--reuse-containers",), action="store_true",
-        help="run the partitions with 'docker exec' in one long-lived container per "
-             "Spark worker instead of a container each")
+        help="run the partitions in one long-lived container per Spark worker "
+             "instead of a container each")
     result_cache: str | None = _option(_absolute("an absolute directory or an hdfs:///path",
                                                  hdfs=True))
 
@@ -250,6 +289,7 @@ class CallOptions:
     container_binary_output_name: str = _option(_file_name, "output.bin")
     container_binary_input_1_name: str = _option(_file_name, "input_1.bin")
     container_binary_input_2_name: str = _option(_file_name, "input_2.bin")
+    container_binary_inputs_name: str = _option(_numbered_file_name, "input_{:03d}.bin")
     map_udf: Callable | None = _option(_function)
     reduce_udf: Callable | None = _option(_function)
     max_fan_in: int = _option(
@@ -257,6 +297,8 @@ class CallOptions:
         parse=int,
         help="the most outputs one --reduce container merges at once (default 32; 2 gives "
              "a pairwise tree)")
+    # reduce_binary's max_fan_in: its default (pairwise) and bound are not reduce's
+    binary_max_fan_in: int = _option(_binary_fan_in, 2)
     hdfs_tempdir: str | None = _option(_unset_if_empty(_absolute("an absolute HDFS path")))
     binary: bool = _option(_flag, False)
     delimiter: Any = _option(_anything, Default.DELIMITER)
@@ -279,6 +321,35 @@ class CallOptions:
         if self.delimiter is None and not self.binary:
             raise InvalidArgument("text mode needs a delimiter; use binary=True for whole "
                                   "streams")
+        self._check_binary_names()
+
+    def _check_binary_names(self) -> None:
+        """``reduce_binary``: the names and ``reduce_udf`` of one way to merge, not the other's."""
+        fan_in = self.binary_max_fan_in
+        defaults = {declared.name: declared.default for declared in fields(self)}
+        if fan_in == 2:
+            unused = ["container_binary_inputs_name"]
+            why = ("numbers the inputs of a merge of more than two files; with max_fan_in=2 "
+                   "they are container_binary_input_1_name and container_binary_input_2_name")
+        else:
+            if self.reduce_udf is not None:
+                raise InvalidArgument(f"reduce_udf merges two blocks at a time: give "
+                                      f"max_fan_in=2 with it, not {fan_in}")
+            unused = ["container_binary_input_1_name", "container_binary_input_2_name"]
+            why = (f"names an input of a pairwise merge (max_fan_in=2); with max_fan_in="
+                   f"{fan_in} the inputs are numbered by container_binary_inputs_name "
+                   f"({self.container_binary_inputs_name!r})")
+        for name in unused:
+            if getattr(self, name) != defaults[name]:
+                raise InvalidArgument(f"{name}={getattr(self, name)!r} is not used: {name} "
+                                      f"{why}")
+        inputs = [self.container_binary_inputs_name.format(number)
+                  for number in range(1, fan_in + 1)]
+        if fan_in > 2 and self.container_binary_output_name in [*inputs, BINARY_INPUTS_LIST]:
+            raise InvalidArgument(
+                f"container_binary_output_name {self.container_binary_output_name!r} is the "
+                f"name of an input of a merge of up to {fan_in} files ({inputs[0]!r}, ..., "
+                f"{inputs[-1]!r}, {BINARY_INPUTS_LIST!r}); choose another")
 
     @cached_property
     def create_options(self) -> dict:

@@ -67,9 +67,11 @@ def test_reduce_refuses_a_linked_output(sc, pipe, busybox, host):
     host.assert_untouched(str(failure))
 
 
-def test_reduce_binary_refuses_a_linked_output(sc, pipe, busybox, host):
+@pytest.mark.parametrize("max_fan_in", [2, 3])
+def test_reduce_binary_refuses_a_linked_output(sc, pipe, busybox, host, max_fan_in):
     failure = refused(lambda: pipe.reduce_binary(
-        sc.parallelize([b"x", b"y", b"z"], 3), busybox, host.plant("relative link", "output.bin")))
+        sc.parallelize([b"x", b"y", b"z"], 3), busybox, host.plant("relative link", "output.bin"),
+        max_fan_in=max_fan_in))
     host.assert_untouched(str(failure))
 
 

@@ -210,3 +210,114 @@ def test_reduce_binary_of_plain_bytes_and_udf(sc, pipe, busybox):
 def test_reduce_binary_single_element_is_returned_unmerged(sc, pipe, busybox):
     assert pipe.reduce_binary(sc.parallelize([b"\x00only\xff"], 1), busybox, "exit 1") == \
         b"\x00only\xff"
+
+
+# -- binary fan-in (max_fan_in > 2) ------------------------------------------------
+
+# the numbered inputs, listed by a shell glob: in block order, since the names are padded
+CAT_GLOB = "cat /shared/input_*.bin > /shared/output.bin"
+# the inputs in the order inputs.txt lists them (their container paths)
+CAT_LISTED = "cat $(cat /shared/inputs.txt) > /shared/output.bin"
+
+
+def blobs_of(count: int) -> list[bytes]:
+    """``count`` distinct binary blocks of different sizes, one of them empty."""
+    return [bytes([(7 * index + size) % 256 for size in range(index % 5 * 3)]) + b"\x00\xff"
+            * index for index in range(count)]
+
+
+@pytest.mark.parametrize("elements, partitions, max_fan_in", [
+    (1, 1, 3),    # a single block: returned unmerged
+    (2, 1, 3),    # one merge of two
+    (10, 4, 3),   # not a power of 3: rounds of 3, 3 and 2 blocks
+    (9, 2, 3),    # a power of 3
+    (16, 3, 8),
+    (40, 6, 32),  # round 1 runs one merge per core, each of 20 blocks
+])
+def test_fan_in_equals_pairwise_tree_and_serial_concatenation(sc, pipe, busybox, elements,
+                                                             partitions, max_fan_in):
+    blobs = blobs_of(elements)
+    rdd = sc.parallelize(blobs, partitions)
+    serial = b"".join(blobs)
+    assert pipe.reduce_binary(rdd, busybox, CONCAT) == serial  # the pairwise tree
+    assert pipe.reduce_binary(rdd, busybox, CAT_GLOB, max_fan_in=max_fan_in) == serial
+    assert pipe.reduce_binary(rdd, busybox, CAT_LISTED, max_fan_in=max_fan_in) == serial
+
+
+def test_max_fan_in_2_is_the_pairwise_tree_with_named_inputs(sc, pipe, busybox):
+    rdd = sc.parallelize(blobs_of(5), 2)
+    pairwise = pipe.reduce_binary(rdd, busybox, CONCAT)
+    assert pipe.reduce_binary(rdd, busybox, CONCAT, max_fan_in=2) == pairwise
+    with pytest.raises(DockerFailure, match="exited with code 1"):  # no numbered inputs
+        pipe.reduce_binary(rdd, busybox, "test -e /shared/input_001.bin", max_fan_in=2)
+
+
+def test_fan_in_of_large_blocks_and_binary_files(sc, pipe, busybox):
+    """Blocks of several shuffle chunks, and the (path, bytes) pairs of sc.binaryFiles."""
+    text = make_text(1200, seed=3)
+    with pipe.map_binary(sc.parallelize(text, 7), busybox, GZIP) as directory:
+        files = sc.binaryFiles(directory)
+        merged = pipe.reduce_binary(files, busybox, CAT_LISTED, max_fan_in=4)
+    assert sorted(gzip.decompress(merged).decode().splitlines()) == sorted(text)
+    large = [bytes([index]) * (2_500_000 + index) for index in range(5)]  # 3 chunks each
+    assert pipe.reduce_binary(sc.parallelize(large, 2), busybox, CAT_GLOB,
+                              max_fan_in=5) == b"".join(large)
+
+
+def test_fan_in_containers_get_numbered_inputs_and_their_list(sc, pipe, busybox):
+    # each merge appends what it saw in /shared/ and in inputs.txt to the concatenation
+    command = ("files=$(ls /shared | tr '\\n' ' '); list=$(tr '\\n' ' ' < /shared/inputs.txt); "
+               "{ cat /shared/input_*.bin; echo \"[$files|$list]\"; } > /shared/output.bin")
+
+    def seen(count: int) -> bytes:
+        names = [f"input_{number:03d}.bin" for number in range(1, count + 1)]
+        paths = " ".join(f"/shared/{name}" for name in names)
+        return f"[{' '.join(names)} inputs.txt |{paths} ]\n".encode()
+
+    blobs = [f"b{index};".encode() for index in range(8)]
+    result = pipe.reduce_binary(sc.parallelize(blobs, 4), busybox, command, max_fan_in=4)
+    # 2 cores: 2 containers of 4 blocks each, then 1 of the 2 merged blocks
+    first, second = b"".join(blobs[:4]) + seen(4), b"".join(blobs[4:]) + seen(4)
+    assert result == first + second + seen(2)
+
+
+def test_fan_in_input_pattern_and_a_lone_leftover(sc, pipe, busybox):
+    """A custom pattern; 7 blocks in merges of 3 leave one block that skips a round."""
+    command = "cat /shared/part.*.bam > /shared/merged.bam; echo + >> /shared/merged.bam"
+    blobs = [f"{index}".encode() for index in range(7)]
+    result = pipe.reduce_binary(sc.parallelize(blobs, 1), busybox, command, max_fan_in=3,
+                                container_binary_inputs_name="part.{:02d}.bam",
+                                container_binary_output_name="merged.bam")
+    # 2 cores: rounds of 3 (012, 345, 6 alone: no container) and 3
+    assert result == b"012+\n345+\n6+\n"
+
+
+@pytest.mark.parametrize("keywords, message", [
+    (dict(max_fan_in=1), "max_fan_in must be a whole number from 2 to 32, got 1"),
+    (dict(max_fan_in=33), "max_fan_in must be a whole number from 2 to 32, got 33"),
+    (dict(max_fan_in=True), "got True"),
+    (dict(max_fan_in=8, reduce_udf=lambda left, right: {"input.bin": left + right}),
+     "reduce_udf merges two blocks at a time"),
+    (dict(max_fan_in=8, container_binary_input_1_name="a.bin"), "is not used"),
+])
+def test_bad_fan_in_is_refused_before_any_spark_job(sc, pipe, busybox, keywords, message):
+    sc.setJobGroup("bad-fan-in", "no job may start")
+    try:
+        with pytest.raises(ValueError, match=None) as info:
+            pipe.reduce_binary(sc.parallelize([b"a", b"b"], 2), busybox, CAT_GLOB, **keywords)
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert message in str(info.value)
+    assert list(sc.statusTracker().getJobIdsForGroup("bad-fan-in")) == []
+
+
+def test_failing_fan_in_merge_raises_docker_failure(sc, pipe, busybox):
+    with pytest.raises(DockerFailure) as info:
+        pipe.reduce_binary(sc.parallelize([b"a", b"b", b"c"], 3), busybox,
+                           "echo 'cannot merge' >&2; exit 3", max_fan_in=3)
+    assert info.value.exit_code == 3 and "cannot merge" in info.value.stderr
+
+
+def test_empty_rdd_is_a_value_error_with_fan_in(sc, pipe, busybox):
+    with pytest.raises(ValueError, match="empty"):
+        pipe.reduce_binary(sc.parallelize([], 2), busybox, CAT_GLOB, max_fan_in=4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 
 import pytest
 
@@ -186,3 +187,99 @@ def test_ensure_image_refuses_an_unknown_policy():
 
     with pytest.raises(InvalidArgument, match="image_pull 'sometimes' is not one of"):
         ensure_image(object(), "img", "sometimes")
+
+
+# -- reduce_binary's fan-in ------------------------------------------------------------
+
+@pytest.mark.parametrize("keywords, message", [
+    (dict(max_fan_in=1), "max_fan_in must be a whole number from 2 to 32, got 1"),
+    (dict(max_fan_in=33), "max_fan_in must be a whole number from 2 to 32, got 33"),
+    (dict(max_fan_in=True), "max_fan_in must be a whole number from 2 to 32, got True"),
+    (dict(max_fan_in=4.0), "got 4.0"),
+    (dict(max_fan_in="8"), "got '8'"),
+    (dict(max_fan_in=None), "got None"),
+    (dict(max_fan_in=8, reduce_udf=lambda left, right: {}),
+     "reduce_udf merges two blocks at a time: give max_fan_in=2 with it, not 8"),
+    (dict(max_fan_in=3, container_binary_input_1_name="left.bam"),
+     "container_binary_input_1_name='left.bam' is not used"),
+    (dict(max_fan_in=3, container_binary_input_2_name="right.bam"),
+     "with max_fan_in=3 the inputs are numbered by container_binary_inputs_name"),
+    (dict(container_binary_inputs_name="in_{:03d}.bam"),
+     "container_binary_inputs_name='in_{:03d}.bam' is not used"),
+    (dict(max_fan_in=4, container_binary_inputs_name="in_{}.bam"),
+     "'in_10.bam' sorts before 'in_9.bam'; pad the number"),
+    (dict(max_fan_in=4, container_binary_inputs_name="in.bam"),
+     "'in.bam' must contain a field for the input's number"),
+    (dict(max_fan_in=4, container_binary_inputs_name="in_{name}.bam"),
+     "'in_{name}.bam' is not a pattern str.format can fill"),
+    (dict(max_fan_in=4, container_binary_inputs_name="../in_{:03d}.bam"),
+     "'../in_001.bam' must be a relative path inside the shared directory"),
+    (dict(max_fan_in=4, container_binary_inputs_name="in_{:c}"), "with a newline"),
+    (dict(max_fan_in=4, container_binary_inputs_name=7), "got 7"),
+    (dict(max_fan_in=4, container_binary_output_name="inputs.txt"),
+     "container_binary_output_name 'inputs.txt' is the name of an input of a merge of up to "
+     "4 files ('input_001.bin', ..., 'input_004.bin', 'inputs.txt'); choose another"),
+    (dict(max_fan_in=4, container_binary_output_name="input_004.bin"), "choose another"),
+])
+def test_reduce_binary_fan_in_is_checked_before_docker_or_spark(no_side_effects, keywords,
+                                                                 message):
+    pipe = DockerPipe(LOCAL, ship_image=True)
+    with pytest.raises((InvalidArgument, InvalidArgumentType)) as info:
+        pipe.reduce_binary(FakeRDD(), "img", "cat", **keywords)
+    assert message in str(info.value)
+
+
+def test_reduce_binary_fan_in_options():
+    pairwise = CallOptions(image_name="i", command="c")
+    assert pairwise.binary_max_fan_in == 2
+    assert pairwise.container_binary_inputs_name == "input_{:03d}.bin"
+    many = CallOptions(image_name="i", command="c", binary_max_fan_in=32,
+                       container_binary_inputs_name="part{:02d}.bam",
+                       container_binary_output_name="input_033.bin")
+    assert many.binary_max_fan_in == 32  # input_033.bin is never an input of 32
+    names = [f"input_{n:03d}.bin" for n in range(1, 33)]
+    assert names == sorted(names)  # so /shared/input_*.bin lists them in block order
+
+
+@pytest.mark.parametrize("blocks, cores", [(1, 2), (2, 8), (5, 2), (13, 2), (128, 16)])
+def test_reduce_binary_pairwise_plan_ignores_the_cores(blocks, cores):
+    """max_fan_in=2 plans the same pairwise tree as before the fan-in, whatever the cores."""
+    assert api.plan_fan_ins(blocks, cores, 2) == api.plan_fan_ins(blocks, 1, 2)
+    assert set(api.plan_fan_ins(blocks, cores, 2)) == {2}
+
+
+@pytest.mark.parametrize("blocks, cores, max_fan_in, plan", [
+    (16, 2, 8, [8, 2]),     # one merge per core, then one of the two left
+    (9, 2, 3, [3, 3]),      # 9 = 3 * 3: two full rounds
+    (10, 2, 3, [3, 3, 2]),  # not a power of 3: 4 blocks after round 1, 2 after round 2
+    (40, 2, 8, [8, 5]),     # max_fan_in bounds round 1 too
+    (1, 2, 8, [2]),         # a lone block: one round, in which it is passed on
+])
+def test_reduce_binary_fan_in_plans(blocks, cores, max_fan_in, plan):
+    assert api.plan_fan_ins(blocks, cores, max_fan_in) == plan
+
+
+def test_a_fan_in_merge_gets_numbered_inputs_and_their_list(tmp_path):
+    """Merge.prepare of a reduce_binary merge of 3 blocks, on a real directory, no Docker."""
+    from lofn import _task
+    from lofn.tmp_file_handler import TaskDirectory
+
+    job = _task.ContainerJob(image="img", command="true", shared_mountpoint="/data/",
+                             volumes={}, options={}, temporary_directory_parent=str(tmp_path),
+                             app="app")
+    merge = _task.Merge(job, "numbered", ("in_{:03d}.bam", "inputs.txt"), "output.bin")
+    with TaskDirectory(str(tmp_path)) as task:
+        paths = []
+        for block in (4, 5, 6):
+            path = os.path.join(task.staging, f"{block:09d}")
+            with open(path, "wb") as handle:
+                handle.write(bytes([block]) * block)
+            paths.append(path)
+        merge.prepare(task, paths)
+        assert sorted(os.listdir(task.shared)) == ["in_001.bam", "in_002.bam", "in_003.bam",
+                                                   "inputs.txt"]
+        with open(os.path.join(task.shared, "in_002.bam"), "rb") as handle:
+            assert handle.read() == b"\x05" * 5
+        with open(os.path.join(task.shared, "inputs.txt"), encoding="utf-8") as handle:
+            assert handle.read() == "/data/in_001.bam\n/data/in_002.bam\n/data/in_003.bam\n"
+        assert os.listdir(task.staging) == []  # moved, not copied
