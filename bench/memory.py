@@ -21,8 +21,17 @@ import os
 import sys
 import threading
 
-from common import (IMAGE, LINE_BYTES, LOFN_OPTIONS, TRIVIAL, big_lines, log, now, spark_context,
-                    write_json)
+from common import (
+    IMAGE,
+    LINE_BYTES,
+    LOFN_OPTIONS,
+    TRIVIAL,
+    big_lines,
+    log,
+    now,
+    spark_context,
+    write_json,
+)
 
 MIB = 1 << 20
 
@@ -131,7 +140,7 @@ def main() -> None:
             f"worker peak {peak / MIB:.0f} MiB")
         for rep in range(args.reps):
             mapped = pipe.map(source, IMAGE, TRIVIAL, docker_options=LOFN_OPTIONS)
-            seconds, _, peak, peaks = sampler.measure(lambda: check(mapped.count()))
+            seconds, _, peak, peaks = sampler.measure(lambda mapped=mapped: check(mapped.count()))
             samples["lofn_seconds"].append(seconds)
             samples["lofn_peak_bytes"].append(peak)
             processes.append({"what": f"lofn rep {rep + 1}", "peaks": peaks})

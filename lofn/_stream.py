@@ -1,19 +1,29 @@
 """Streaming mode: the partition goes to the container's stdin, results come from stdout.
 
-No file holds the data: records are written to the container's stdin over
-the Docker API's attach connection by a writer thread, while stdout is read
-and split into records as it arrives. stderr keeps only its last lines.
-The container is removed when the stream ends, fails, or is abandoned.
+No file holds the data: records are joined into pieces of about
+:data:`CHUNK` bytes and written to the container's stdin over the Docker
+API's attach connection by a writer thread, while the connection is read
+in reads of up to :data:`CHUNK` bytes, its multiplexed frames taken apart
+(stdout kept, stderr's last lines kept) and the stdout split into records
+a read at a time. The container is removed when the stream ends, fails,
+or is abandoned; the writer thread is stopped and joined on every path.
+
+How a stream is cut into records is the same as ``bytes.split`` of the
+whole stream (a trailing empty record dropped); a record cut across reads,
+a delimiter cut across reads, and a record longer than many reads are
+joined without copying the record more than twice.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from itertools import chain, islice
 
-from docker.utils.socket import STDERR, STDOUT, frames_iter
+from docker.utils.socket import STDERR, STDOUT
 
 from lofn import _engine
 from lofn._engine import Deadline, StderrTail
@@ -26,9 +36,18 @@ from lofn.docker_handler import (
     ensure_image,
     get_client,
 )
+from lofn.tmp_file_handler import decode_text
+
+#: Bytes of input joined before a write, and the most read from the connection at once.
+CHUNK = 1 << 20
+#: The header of each frame of a non-TTY attach stream: stream (1 stdout, 2 stderr), size.
+_HEADER = struct.Struct(">BxxxL")
+# Elements joined at once by encode_records, at first and at most: adjusted to ~CHUNK bytes.
+_FIRST_BATCH, _MAX_BATCH = 256, 1 << 16
 
 
-def run_streaming(spec: ContainerSpec, chunks: Iterable[bytes]) -> Iterator[bytes]:
+def run_streaming(spec: ContainerSpec,
+                  chunks: Iterable[bytes]) -> Generator[bytes, None, None]:
     """Run ``spec`` with ``chunks`` on stdin; yield its stdout as it arrives.
 
     Raises (when the stream ends):
@@ -42,8 +61,11 @@ def run_streaming(spec: ContainerSpec, chunks: Iterable[bytes]) -> Iterator[byte
         flight.step = "creating the container"
         # stdin_open on a container not created detached also sets StdinOnce: the
         # engine closes the container's stdin when we half-close our connection
-        container = _create(client, spec,
-                            {**spec.create_kwargs(), "stdin_open": True, "tty": False}, flight)
+        kwargs = {**spec.create_kwargs(), "stdin_open": True, "tty": False}
+        # the engine's default log driver (json-file) would also write every line of
+        # stdout to a log file, as JSON: three times the time of the stream itself
+        kwargs.setdefault("log_config", {"Type": "none", "Config": {}})
+        container = _create(client, spec, kwargs, flight)
         try:
             yield from _attached(client, spec, container, chunks, flight)
         finally:
@@ -55,21 +77,6 @@ def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
     """Start ``container`` attached: ``chunks`` to its stdin, its stdout yielded."""
     writer_error: list[BaseException] = []
 
-    def feed(stdin) -> None:
-        try:
-            for chunk in chunks:
-                stdin.sendall(chunk)
-        except OSError:
-            pass  # the container stopped reading (it exited); its exit code tells why
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the reading thread
-            writer_error.append(exc)
-        finally:
-            try:
-                stdin.shutdown(socket.SHUT_WR)  # EOF on the container's stdin
-            except OSError:
-                pass
-            stdin.close()
-
     flight.step = "attaching to the container"
     attached = client.api.attach_socket(
         str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
@@ -79,31 +86,56 @@ def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
         raise _failure(spec, f"streaming (pipe) needs a unix socket or plain TCP connection "
                              f"to the Docker engine; {_engine.address()} uses TLS or SSH: "
                              "use map, which works over any connection")
-    flight.step = "starting the container"
-    container.start()
-    with Deadline(spec.timeout, container.kill) as deadline:
-        writer = threading.Thread(target=feed, args=(_writable(attached),), daemon=True)
-        writer.start()
-        stderr = StderrTail()
-        flight.step = "streaming through the container"
-        for stream, data in frames_iter(attached, tty=False):
-            if stream == STDOUT:
-                yield data
-            elif stream == STDERR:
-                stderr.add(data)
-        writer.join()
+    connection = _connection(attached)
+
+    def feed() -> None:
+        try:
+            for chunk in chunks:
+                connection.sendall(chunk)
+        except OSError:
+            pass  # the container stopped reading (it exited), or the reader shut the socket
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the reading thread
+            writer_error.append(exc)
+        finally:
+            try:
+                connection.shutdown(socket.SHUT_WR)  # EOF on the container's stdin
+            except OSError:
+                pass
+
+    try:
+        flight.step = "starting the container"
+        container.start()
+        with Deadline(spec.timeout, container.kill) as deadline:
+            writer = threading.Thread(target=feed, name="lofn-stdin", daemon=True)
+            writer.start()
+            stderr = StderrTail()
+            flight.step = "streaming through the container"
+            try:
+                yield from _stdout_of(connection, stderr)
+                flight.step = "waiting for the container"
+                code = container.wait().get("StatusCode")
+            finally:
+                # ended (the container has exited), failed, or abandoned (GeneratorExit): a
+                # writer still sending (to a container killed at its deadline, which the
+                # engine no longer reads from) fails at its next send and stops taking
+                # records from the partition
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                writer.join()
         if writer_error:
             raise writer_error[0]
-        flight.step = "waiting for the container"
-        code = container.wait().get("StatusCode")
+    finally:
+        connection.close()
     if deadline.fired:
         raise _timeout_failure(spec, stderr.text())
     if code != 0:
         raise _exit_failure(spec, container, code, stderr.text())
 
 
-def _writable(attached):
-    """What writes to, and half-closes, the attach connection ``attached``.
+def _connection(attached) -> socket.socket:
+    """A socket on the attach connection ``attached``, to read, write and half-close.
 
     Over a plain unix or TCP connection docker-py's ``attach_socket``
     returns the socket's file object (``socket.SocketIO``), which can
@@ -113,26 +145,194 @@ def _writable(attached):
     return socket.socket(fileno=os.dup(attached.fileno()))
 
 
+def _stdout_of(connection: socket.socket, stderr: StderrTail) -> Iterator[bytes]:
+    """The stdout of a non-TTY attach stream on ``connection``, a read at a time.
+
+    The stream is frames of an 8-byte header (stream, size) and that many
+    bytes. Each read of up to :data:`CHUNK` bytes is taken apart in place:
+    its stdout bytes are yielded as one piece, its stderr bytes go to
+    ``stderr``. Nothing is kept between reads but a header cut by a read
+    (at most 7 bytes): a frame's size (what the container wrote, up to
+    4 GiB) is only counted down, never allocated. The stream ends at EOF,
+    also in the middle of a frame.
+    """
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    header = b""  # a header cut by the end of a read
+    stream = left = 0  # the frame under way: its stream, and its bytes still to come
+    while True:
+        size = connection.recv_into(view)
+        if not size:
+            return
+        out = []
+        at = 0
+        while at < size:
+            if not left:
+                piece = view[at:min(size, at + _HEADER.size - len(header))]
+                header += piece
+                at += len(piece)
+                if len(header) == _HEADER.size:
+                    stream, left = _HEADER.unpack(header)
+                    header = b""
+                continue
+            end = min(size, at + left)
+            if stream == STDOUT:
+                out.append(view[at:end])
+            elif stream == STDERR:
+                stderr.add(bytes(view[at:end]))
+            left -= end - at
+            at = end
+        if out:
+            yield b"".join(out)  # a copy: the buffer is read into again
+
+
+def _blocks(chunks: Iterable[bytes], delimiter: bytes) -> Iterator[tuple[bytes, bool]]:
+    """The stream ``chunks`` as ``(block, whole)``: cut after the last delimiter of each chunk.
+
+    A block with ``whole`` true is whole records, each ending in
+    ``delimiter``; the last block, if the stream does not end in
+    ``delimiter``, is the last record, without it (``whole`` false). Cuts
+    are where ``bytes.split`` of the whole stream would cut. A record
+    spanning chunks is kept in pieces, and a chunk that holds no delimiter
+    (checking the ``len(delimiter) - 1`` bytes before it too, for a
+    delimiter cut between chunks) is just added to them: a record is
+    joined once, when its end arrives.
+    """
+    width = len(delimiter)
+    keep = width - 1
+    # a delimiter that can overlap itself ('aa', '\r\n\r\n'): the last cut of bytes.split
+    # is not always at rfind
+    overlaps = any(delimiter[:k] == delimiter[-k:] for k in range(1, width))
+    pending: list[bytes] = []  # the record under way, in pieces, no delimiter in or across them
+    tail = b""  # its last `keep` bytes
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if pending and delimiter not in chunk and not (keep and delimiter in tail + chunk[:keep]):
+            pending.append(chunk)
+            if keep:
+                tail = (tail + chunk[-keep:])[-keep:]
+            continue
+        data = b"".join([*pending, chunk]) if pending else chunk
+        if overlaps:
+            cut = len(data) - len(data.split(delimiter)[-1])
+        else:
+            at = data.rfind(delimiter)
+            cut = at + width if at >= 0 else 0
+        if cut == len(data):
+            yield data, True
+            pending, tail = [], b""
+            continue
+        if cut:
+            yield data[:cut], True
+        rest = data[cut:]
+        pending = [rest]
+        tail = rest[-keep:] if keep else b""
+    if pending:
+        yield b"".join(pending), False
+
+
 def split_records(chunks: Iterable[bytes], delimiter: bytes | None) -> Iterator[bytes]:
     """Split a byte stream into records ending in ``delimiter`` (the last may lack it).
 
     With ``delimiter=None`` the whole stream is one record.
     """
+    return chain.from_iterable(_split_blocks(chunks, delimiter))  # no Python step a record
+
+
+def _split_blocks(chunks: Iterable[bytes], delimiter: bytes | None) -> Iterator[list[bytes]]:
     if delimiter is None:
-        yield b"".join(chunks)
+        yield [b"".join(chunks)]
         return
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        *records, buffer = buffer.split(delimiter)
-        yield from records
-    if buffer:
-        yield buffer
+    for block, whole in _blocks(chunks, delimiter):
+        records = block.split(delimiter)
+        if whole:
+            records.pop()  # the empty piece after the block's last delimiter
+        yield records
+
+
+def text_records(chunks: Iterable[bytes], delimiter: bytes,
+                 partition: int | None) -> Iterator[str]:
+    """Split a byte stream as :func:`split_records` does, and decode each record as UTF-8.
+
+    A block of records is decoded at once and split as text (the same
+    records, since a delimiter that is UTF-8 can only match at character
+    boundaries of valid UTF-8). A block that is not UTF-8 is decoded record
+    by record, so the records before the bad one are still yielded.
+
+    Raises:
+        OutputDecodeError: a record is not UTF-8 (names its byte offset in stdout).
+    """
+    return chain.from_iterable(_text_blocks(chunks, delimiter, partition))
+
+
+def _text_blocks(chunks: Iterable[bytes], delimiter: bytes,
+                 partition: int | None) -> Iterator[Iterable[str]]:
+    try:
+        text_delimiter: str | None = delimiter.decode("utf-8")
+    except UnicodeDecodeError:
+        text_delimiter = None
+    offset = 0  # of the block in stdout
+    for block, whole in _blocks(chunks, delimiter):
+        records = None
+        if text_delimiter is not None:
+            try:
+                records = block.decode("utf-8").split(text_delimiter)
+            except UnicodeDecodeError:
+                pass
+        if records is None:
+            pieces = block.split(delimiter)
+            if whole:
+                pieces.pop()
+            yield _decoded(pieces, len(delimiter), offset, partition)
+        else:
+            if whole:
+                records.pop()
+            yield records
+        offset += len(block)
+
+
+def _decoded(pieces: list[bytes], width: int, offset: int,
+             partition: int | None) -> Iterator[str]:
+    """``pieces`` (records ``width`` bytes apart from ``offset`` on) decoded one at a time."""
+    for raw in pieces:
+        yield decode_text(raw, "stdout", offset, partition)
+        offset += len(raw) + width
 
 
 def encode_records(elements: Iterable, delimiter: bytes | None) -> Iterator[bytes]:
-    """Each element as bytes (text as UTF-8), followed by ``delimiter`` if there is one."""
-    for element in elements:
-        data = element if isinstance(element, (bytes, bytearray)) else str(element).encode()
-        yield bytes(data) + delimiter if delimiter is not None else bytes(data)
+    """The elements as bytes (text as UTF-8), each followed by ``delimiter`` if there is one.
 
+    Yielded in pieces of about :data:`CHUNK` bytes (one element may make a
+    longer piece): a batch of elements that are all ``str`` (or all
+    ``bytes``/``bytearray``) is joined at once; any other batch, one element
+    at a time (``str(element)`` for what is neither).
+    """
+    iterator = iter(elements)
+    separator = b"" if delimiter is None else delimiter
+    try:
+        text_separator: str | None = separator.decode("utf-8")
+    except UnicodeDecodeError:
+        text_separator = None
+    count = _FIRST_BATCH
+    while True:
+        batch = list(islice(iterator, count))
+        if not batch:
+            return
+        kinds = set(map(type, batch))
+        data = None
+        if kinds == {str} and text_separator is not None:
+            try:  # the empty string last: a delimiter after the last element
+                data = text_separator.join([*batch, ""]).encode()
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: raised below, by the element that holds it
+        elif kinds <= {bytes, bytearray}:
+            data = separator.join([*batch, b""])
+        if data is None:
+            data = separator.join([_encoded(element) for element in batch]) + separator
+        yield data
+        count = max(1, min(_MAX_BATCH, count * CHUNK // max(len(data), 1)))
+
+
+def _encoded(element) -> bytes:
+    return bytes(element) if isinstance(element, (bytes, bytearray)) else str(element).encode()

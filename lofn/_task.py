@@ -28,7 +28,7 @@ from lofn import _engine, _safefs
 from lofn._cache import ResultCache, run_key
 from lofn._images import Shipment
 from lofn._reaper import temp_prefix, watch
-from lofn._stream import encode_records, run_streaming, split_records
+from lofn._stream import encode_records, run_streaming, split_records, text_records
 from lofn.docker_handler import (
     ContainerSpec,
     ensure_image,
@@ -46,7 +46,6 @@ from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
 from lofn.tmp_file_handler import (
     UDF,
     TaskDirectory,
-    decode_text,
     encode_lines,
     handle_binary,
     lines_of,
@@ -276,14 +275,14 @@ def stream_partition(job: ContainerJob, binary: bool, delimiter: bytes | None,
     watch(job.temporary_directory_parent or tempfile.gettempdir())  # the watchdog, for SIGKILL
     with job.mounted_volumes() as volumes:
         spec = job.spec(volumes, f"{temp_prefix()}stream-{uuid.uuid4().hex[:8]}")
-        records = split_records(run_streaming(spec, encode_records(items, delimiter)), delimiter)
-        if binary:
-            yield from records
-            return
-        offset = 0
-        for record in records:
-            yield decode_text(record, "stdout", offset, spec.partition)
-            offset += len(record) + len(delimiter or b"")
+        stdout = run_streaming(spec, encode_records(items, delimiter))
+        try:
+            if binary or delimiter is None:
+                yield from split_records(stdout, delimiter)
+            else:
+                yield from text_records(stdout, delimiter, spec.partition)
+        finally:
+            stdout.close()  # the container goes now, also after a decode error or a read cut short
 
 
 def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,

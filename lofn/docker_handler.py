@@ -385,6 +385,7 @@ def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
         _warm.pop(stale)
     while len(_warm) >= MAX_WARM:
         _discard(next(iter(_warm)), flight)
+    ensure_image(client, spec.image, spec.pull, spec.partition)  # a kept one has it
     kwargs = spec.create_kwargs()
     # stdin_open (not detached) also sets StdinOnce: the runner's stdin closes with
     # lofn's connection. Every byte of the attach stream would be logged: no log.
@@ -431,7 +432,6 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
     command = (shlex.join([*shlex.split(entrypoint), "sh", "-c", spec.command]) if entrypoint
                else spec.command)  # the runner is the main process: the entrypoint goes here
     with _engine.in_flight(spec.partition, "checking the image") as flight:
-        ensure_image(client, spec.image, spec.pull, spec.partition)
         key, runner = _warm_runner(client, spec, flight)
         stderr = StderrTail()
         deadline = Deadline(spec.timeout, runner.container.kill)
