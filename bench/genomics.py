@@ -12,12 +12,18 @@ each and interleaved so that noise spreads evenly:
   ``prepare.serial_align`` runs it (the container's wall time);
 * lofn on ``local[1]`` and on ``local[2]``: ``spark-submit align.py`` with
   ``--partitions`` partitions and one minimap2 thread per container, so at
-  most 1 and 2 threads align at a time, the serial runs' thread counts. The
+  most 1 and 2 threads align at a time, the serial runs' thread counts
+  (and the one merge container gets 1 and 2 threads, ``-m``). The
   pipeline's time is measured by align.py from reading the FASTQ files to
-  writing the merged BAM; the JVM's start is reported apart.
+  writing the merged BAM; the JVM's start is reported apart;
+* the floor of any ``spark-submit`` on ``local[2]``: start the JVM and a
+  SparkContext, stop them.
 
 Each configuration's first distributed BAM is compared with the serial BAM
-(``prepare.compare``). The medians are printed as a table and saved as JSON
+(``prepare.compare``). The medians are printed as a table, then issue 16's
+targets with their results and the floors that bound them (lofn ``local[2]``
+against serial ``-t 2``: at most x2 at 100,000 pairs, x1.6 at 400,000; the
+whole ``spark-submit`` within 3 s of the pipeline), and saved as JSON
 (``--json``); the Spark tasks of the median ``local[2]`` run, read from
 Spark's event log, are drawn with the phases of every configuration in
 ``--plot`` (default ``docs/_static/genomics_stages.png``).
@@ -41,16 +47,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "example", "advanced")
 sys.path.insert(0, EXAMPLE)
 
-import align  # noqa: E402
 import prepare  # noqa: E402
 
 PHASES = [  # (key, label, colour)
-    ("read", "number FASTQ lines (zipWithIndex)", "#9e9e9e"),
-    ("pair", "pair reads (shuffle)", "#f2a93b"),
+    ("read", "count FASTQ lines", "#9e9e9e"),
+    ("pair", "reads to partitions (shuffle of chunks)", "#f2a93b"),
     ("align", "minimap2 + samtools sort, per partition", "#3b7dd8"),
-    ("merge", "samtools merge, pairwise tree", "#4caf50"),
+    ("merge", "samtools merge, every BAM in one container", "#4caf50"),
 ]
 COLOURS = {key: colour for key, _, colour in PHASES}
+# the targets of issue 16: lofn local[2] / serial minimap2 -t 2, by read pairs
+TARGET_RATIOS = {100_000: 2.0, 400_000: 1.6}
+# the whole spark-submit within this many seconds of the pipeline's own time
+TARGET_SUBMIT_EXTRA = 3.0
+FLOOR_SCRIPT = """from pyspark import SparkConf, SparkContext
+sc = SparkContext(conf=SparkConf().setAppName("lofn genomics: JVM and Spark start"))
+sc.setLogLevel("ERROR")
+sc.stop()
+"""
 
 
 def stage_phases(timings: dict) -> dict[int, tuple[str, str]]:
@@ -60,18 +74,16 @@ def stage_phases(timings: dict) -> dict[int, tuple[str, str]]:
     for stage in timings["stages"]:
         description = stage["description"] or ""
         if description.startswith("read"):
-            phases[stage["stage"]] = ("read", "number lines")
+            phases[stage["stage"]] = ("read", "count lines")
         elif description.startswith("align"):
             phases[stage["stage"]] = (("align", "align + sort") if stage["result"]
                                       else ("pair", "pair reads"))
         elif description.startswith("merge"):
-            order = jobs[stage["job"]]["stages"]
-            if len(order) == 1:
-                phases[stage["stage"]] = ("merge", "count BAMs")
-            else:
-                position = order.index(stage["stage"])
-                phases[stage["stage"]] = ("merge", "BAMs to blocks" if position == 0
-                                          else f"merge round {position}")
+            # the merge container's job, then the job that reads its BAM on the driver
+            first = min(job["job"] for job in jobs.values()
+                        if (job["description"] or "").startswith("merge"))
+            phases[stage["stage"]] = ("merge", "samtools merge" if stage["job"] == first
+                                      else "BAM to the driver")
         else:
             phases[stage["stage"]] = ("read", stage["name"])
     return phases
@@ -90,10 +102,8 @@ def phase_seconds(timings: dict) -> dict[str, float]:
     return seconds
 
 
-def run_distributed(master: str, data: str, partitions: int, threads: int, out_dir: str,
-                    tag: str) -> dict:
-    bam = os.path.join(out_dir, f"{tag}.bam")
-    timings_path = os.path.join(out_dir, f"{tag}.json")
+def spark_submit(master: str, arguments: list[str], out_dir: str) -> float:
+    """Run ``spark-submit --master master ARGUMENTS``; return its wall time in seconds."""
     python = sys.executable
     tmp = os.path.join(out_dir, "tmp")  # removed with out_dir, even after a kill
     os.makedirs(tmp, exist_ok=True)
@@ -102,15 +112,34 @@ def run_distributed(master: str, data: str, partitions: int, threads: int, out_d
            "TMPDIR": tmp}
     command = [os.path.join(os.path.dirname(python), "spark-submit"), "--master", master,
                "--conf", "spark.log.level=ERROR", "--conf", "spark.ui.enabled=false",
-               os.path.join(EXAMPLE, "align.py"), os.path.join(data, "reads_1.fq"),
-               os.path.join(data, "reads_2.fq"), os.path.join(data, "ref"), "-o", bam,
-               "-p", str(partitions), "-t", str(threads), "--timings", timings_path]
+               *arguments]
     start = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.monotonic() - start
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n"
                            f"{result.stderr[-4000:]}")
+    return wall
+
+
+def run_floor(master: str, out_dir: str) -> float:
+    """The floor of any spark-submit: start the JVM and a SparkContext, stop them."""
+    script = os.path.join(out_dir, "floor.py")
+    with open(script, "w", encoding="utf-8") as handle:
+        handle.write(FLOOR_SCRIPT)
+    return spark_submit(master, [script], out_dir)
+
+
+def run_distributed(master: str, data: str, partitions: int, threads: int, cores: int,
+                    out_dir: str, tag: str) -> dict:
+    """align.py on ``master``; samtools merge gets the ``cores`` the master has."""
+    bam = os.path.join(out_dir, f"{tag}.bam")
+    timings_path = os.path.join(out_dir, f"{tag}.json")
+    wall = spark_submit(master, [
+        os.path.join(EXAMPLE, "align.py"), os.path.join(data, "reads_1.fq"),
+        os.path.join(data, "reads_2.fq"), os.path.join(data, "ref"), "-o", bam,
+        "-p", str(partitions), "-t", str(threads), "-m", str(cores), "--timings", timings_path],
+        out_dir)
     with open(timings_path, encoding="utf-8") as handle:
         timings = json.load(handle)
     timings["submit_seconds"] = wall
@@ -153,9 +182,8 @@ def plot(path: str, timings: dict, phase_medians: dict[str, dict[str, float]],
         phase, label = phases.get(task["stage"], ("read", ""))
         top.barh(lane, task["end"] - task["start"], left=task["start"] - origin, height=0.8,
                  color=COLOURS[phase], edgecolor="white", linewidth=0.6)
-        if phase in ("align", "merge") and label not in ("count BAMs", "BAMs to blocks"):
-            text = (f"p{task['partition']}" if phase == "align"
-                    else "r" + label.rsplit(" ", 1)[1])  # merge round
+        if phase == "align" or label == "samtools merge":
+            text = f"p{task['partition']}" if phase == "align" else "merge"
             if task["end"] - task["start"] > 0.035 * timings["seconds"]:
                 top.text((task["start"] + task["end"]) / 2 - origin, lane, text, ha="center",
                          va="center", fontsize=7, color="white")
@@ -173,7 +201,7 @@ def plot(path: str, timings: dict, phase_medians: dict[str, dict[str, float]],
     names = list(totals)
     for row, name in enumerate(names):
         left = 0.0
-        for key, _, colour in PHASES + [("driver", "driver, between stages", "#dddddd")]:
+        for key, _, colour in [*PHASES, ("driver", "driver, between stages", "#dddddd")]:
             seconds = phase_medians.get(name, {}).get(key, 0.0)
             if name.startswith("serial"):
                 seconds = totals[name] if key == "align" else 0.0
@@ -192,6 +220,35 @@ def plot(path: str, timings: dict, phase_medians: dict[str, dict[str, float]],
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def target_rows(pairs: int, serial: float, lofn: float, align_phase: float, submit: float,
+                floor: float, epilogue: float) -> list[tuple[str, str, str, str]]:
+    """(row, target, result, met) for issue 16's targets, and the floors that bound them."""
+    def met(value: float, limit: float | None) -> str:
+        return "" if limit is None else ("yes" if value <= limit else "no")
+
+    ratio = TARGET_RATIOS.get(pairs)
+    extra = submit - lofn
+    return [
+        (f"lofn local[2] / serial minimap2 -t 2, {pairs} pairs",
+         f"<= x{ratio:.2f}" if ratio else "", f"x{lofn / serial:.2f}", met(lofn / serial, ratio)),
+        ("floor: lofn local[2]'s align phase alone / serial -t 2", "",
+         f"x{align_phase / serial:.2f}", ""),
+        ("spark-submit align.py - its pipeline (local[2])", f"<= {TARGET_SUBMIT_EXTRA:.1f} s",
+         f"{extra:.1f} s", met(extra, TARGET_SUBMIT_EXTRA)),
+        ("floor: spark-submit of an empty SparkContext", "", f"{floor:.1f} s", ""),
+        ("align.py after its pipeline (sc.stop, BAM summary)", f"<= {TARGET_SUBMIT_EXTRA:.1f} s",
+         f"{epilogue:.1f} s", met(epilogue, TARGET_SUBMIT_EXTRA)),
+    ]
+
+
+def print_targets(rows: list[tuple[str, str, str, str]]) -> None:
+    header = f"{'target (issue 16), medians':58} {'target':>9} {'result':>9} {'met':>4}"
+    print("\n" + header)
+    print("-" * len(header))
+    for row, target, result, met in rows:
+        print(f"{row:58} {target:>9} {result:>9} {met:>4}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -224,8 +281,12 @@ def main(argv: list[str] | None = None) -> None:
              ("local[2]", 2): f"lofn local[2], {args.partitions} partitions x -t 1"}
     runs: dict[str, list[dict]] = {names[c]: [] for c in configurations}
     checks: dict[str, dict] = {}
+    floors: list[float] = []
     try:
         for repeat in range(args.repeats):
+            floors.append(run_floor("local[2]", out_dir))
+            print(f"[bench] floor: spark-submit of an empty SparkContext, run {repeat + 1}/"
+                  f"{args.repeats}: {floors[-1]:.1f} s", flush=True)
             for master, threads in configurations:
                 name = names[(master, threads)]
                 tag = f"{master.replace('[', '').replace(']', '')}-t{threads}-r{repeat}"
@@ -238,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
                     else:
                         os.remove(bam)
                 else:
-                    result = run_distributed(master, args.data, args.partitions, 1, out_dir, tag)
+                    result = run_distributed(master, args.data, args.partitions, 1, threads,
+                                             out_dir, tag)
                     timings = result["timings"]
                     runs[name].append({"seconds": timings["seconds"],
                                        "submit_seconds": timings["submit_seconds"],
@@ -289,6 +351,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {result['records']} records, "
               + ("identical to the serial BAM" if ok else
                  f"{result['differences']} records differ from the serial BAM"))
+    local_2_runs = runs[names[("local[2]", 2)]]
+    targets = target_rows(args.pairs, serial_2, local_2,
+                          phase_medians[names[("local[2]", 2)]]["align"],
+                          median([run["submit_seconds"] for run in local_2_runs]),
+                          median(floors),
+                          median([run["timings"]["epilogue_seconds"] for run in local_2_runs]))
+    print_targets(targets)
 
     record = {"pairs": args.pairs, "genome_size": args.genome_size,
               "partitions": args.partitions, "repeats": args.repeats,
@@ -297,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
               "phase_medians": phase_medians,
               "runs": {name: [{k: v for k, v in run.items() if k != "timings"} for run in items]
                        for name, items in runs.items()},
-              "identical_to_serial": same}
+              "identical_to_serial": same, "floor_seconds": floors,
+              "targets": [{"row": row, "target": target, "result": result, "met": met}
+                          for row, target, result, met in targets]}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as handle:
         json.dump(record, handle, indent=1)

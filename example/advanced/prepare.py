@@ -149,7 +149,8 @@ def compare(serial_bam: str, distributed_bam: str, image: str = IMAGE) -> dict:
     serial_header, serial = sam_view(serial_bam, image)
     header, records = sam_view(distributed_bam, image)
     kept = [line for line in serial_header if line.startswith(KEPT_HEADER)]
-    differences = [(i, a, b) for i, (a, b) in enumerate(zip(serial, records)) if a != b]
+    differences = [(i, a, b) for i, (a, b) in enumerate(zip(serial, records, strict=False))
+                   if a != b]
     mapped = sum(1 for line in serial if not int(line.split("\t", 2)[1]) & 0x4)
     return {
         "records": len(serial), "distributed_records": len(records), "mapped": mapped,
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.data_dir} is prepared already", flush=True)
     if args.serial:
         took = serial_align(args.data_dir, args.serial, args.threads, image=args.image)
-        print(f"serial alignment with {args.threads} threads: {took:.1f} s -> {args.serial}", flush=True)
+        print(f"serial alignment with {args.threads} threads: {took:.1f} s -> {args.serial}",
+              flush=True)
     if args.compare:
         result = compare(args.serial, args.compare, args.image)
         same = result["header_equal"] and result["records_equal"]
