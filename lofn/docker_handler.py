@@ -234,7 +234,7 @@ MAX_WARM = 4
 # The warm container's main process: it runs one partition's command per request
 # that lofn writes to the container's stdin (the attach connection; nothing goes
 # through /shared/, which the container owns), and answers on its stdout. A request
-# is a line: a token, a space, and the command with every byte but a few safe ones
+# is a line: the runner's key, a token, and the command with every byte but a few safe ones
 # written as a \0ooo escape, which printf %b decodes (the x keeps trailing newlines
 # from the command substitution). The command runs exactly as written with sh -c,
 # as the container's user, with its environment and working directory; its stdin
@@ -246,15 +246,25 @@ MAX_WARM = 4
 # kill(-1) reaches all of them and nothing outside. Last comes the answer line,
 # "lofn-runner TOKEN STATUS" after a newline, on the same pipe as the stderr
 # before it, so in order. The runner exits when its stdin closes (StdinOnce: when
-# lofn's connection closes) or on SIGTERM.
+# lofn's connection closes) or on SIGTERM. Its stdin is a pipe that the command, as the
+# same user, could open through /proc/1/fd and write a request of its own to, to
+# run after it: so the first line lofn sends is a random key, kept only in the
+# runner's memory, that starts every request; on any other line the runner exits
+# with RUNNER_REFUSED and the partition waiting for it fails.
 RUNNER = r"""trap 'exit 0' TERM
+IFS= read -r key || exit 0
 while IFS= read -r request; do
+  case $request in "$key "*) request=${request#* } ;; *) exit 97 ;; esac
   command=$(printf '%bx' "${request#* }")
   sh -c "${command%x}" </dev/null 2>&1 >/dev/null
   status=$?
   kill -9 -1 2>/dev/null
   printf '\nlofn-runner %s %s\n' "${request%% *}" "$status"
 done"""
+#: The warm container's exit code when its runner refused a request without lofn's key.
+RUNNER_REFUSED = 97
+#: The largest frame of the attach stream lofn accepts (engines send at most 32 KiB).
+MAX_FRAME = 1 << 24
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _-./=:,+@%")
 _ESCAPES = [bytes([byte]) if byte in _SAFE else b"\\0%03o" % byte for byte in range(256)]
 #: Seconds lofn watches whether the engine goes away after it stopped a warm container.
@@ -262,9 +272,10 @@ ENGINE_STOP_GRACE = 3.0
 _warm: collections.OrderedDict = collections.OrderedDict()  # (pid, key) -> _Runner
 
 
-def runner_request(token: str, command: str) -> bytes:
+def runner_request(key: str, token: str, command: str) -> bytes:
     """The line asking the runner to run ``command``: no byte of it can end the line."""
-    return token.encode() + b" " + b"".join(_ESCAPES[byte] for byte in command.encode()) + b"\n"
+    escaped = b"".join(_ESCAPES[byte] for byte in command.encode())
+    return f"{key} {token} ".encode() + escaped + b"\n"
 
 
 class RunnerGone(Exception):
@@ -279,6 +290,11 @@ class _Runner:
         self._attached = attached  # docker-py's file object; closed with the socket below
         self._socket = socket.socket(fileno=os.dup(attached.fileno()))
         self._buffer = bytearray()
+        self._key = secrets.token_hex(16)
+
+    def greet(self) -> None:
+        """Give the started runner its key, which every request then starts with."""
+        self._socket.sendall(self._key.encode() + b"\n")
 
     def run(self, command: str, stderr: StderrTail) -> int:
         """Run ``command``; its stderr goes to ``stderr``; return its exit status.
@@ -289,7 +305,7 @@ class _Runner:
         """
         token = secrets.token_hex(16)
         try:
-            self._socket.sendall(runner_request(token, command))
+            self._socket.sendall(runner_request(self._key, token, command))
         except OSError as exc:
             raise RunnerGone() from exc
         marker = b"\nlofn-runner " + token.encode() + b" "
@@ -318,7 +334,10 @@ class _Runner:
     def _frame(self) -> tuple[int, bytes]:
         """The next frame of the multiplexed stream: (stream number, data)."""
         header = self._read(8)
-        return header[0], self._read(int.from_bytes(header[4:8], "big"))
+        size = int.from_bytes(header[4:8], "big")
+        if size > MAX_FRAME:
+            raise DockerFailure(f"the engine sent a frame of {size} bytes on the attach stream")
+        return header[0], self._read(size)
 
     def _read(self, size: int) -> bytes:
         while len(self._buffer) < size:
@@ -362,7 +381,7 @@ def _discard(key: tuple, flight: _engine.Flight) -> None:
 
 def _forget_warm() -> None:
     """The engine was lost: its warm containers are stopped or gone; remove them when it is back."""
-    _engine.remove_when_back(runner.id for runner in _warm.values())
+    _engine.remove_when_back(runner.id for key, runner in _warm.items() if key[0] == os.getpid())
     for runner in _warm.values():
         runner.close()
     _warm.clear()
@@ -376,13 +395,21 @@ def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
     key = _warm_key(spec)
     runner = _warm.get(key)
     if runner is not None and runner.closed():  # stopped while this worker was idle
-        logger.info("warm container %s has stopped; starting a new one", runner.id[:12])
+        try:
+            runner.container.reload()
+        except NotFound:
+            pass
+        refused = runner.container.attrs.get("State", {}).get("ExitCode") == RUNNER_REFUSED
+        (logger.warning if refused else logger.info)(
+            "warm container %s has stopped%s; starting a new one", runner.id[:12],
+            " (its runner refused a request that was not lofn's, written by a partition's "
+            "command)" if refused else "")
         _discard(key, flight)
     elif runner is not None:
         _warm.move_to_end(key)
         return key, runner
     for stale in [k for k in _warm if k[0] != os.getpid()]:  # inherited over a fork
-        _warm.pop(stale)
+        _warm.pop(stale).close()  # this process's copies; the parent's connection stays
     while len(_warm) >= MAX_WARM:
         _discard(next(iter(_warm)), flight)
     ensure_image(client, spec.image, spec.pull, spec.partition)  # a kept one has it
@@ -406,6 +433,7 @@ def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
         _warm[key] = _Runner(container, attached)
         flight.step = "starting the reusable container"
         container.start()
+        _warm[key].greet()
     except BaseException as exc:
         try:
             if key in _warm:
@@ -462,6 +490,10 @@ def _runner_gone(spec: ContainerSpec, container, stderr: str) -> DockerFailure:
         return _failure(spec, "the warm container was removed from outside while running the "
                               "partition's command", stderr=stderr,
                         hint="something ran docker rm on it")
+    except APIError as exc:
+        return _failure(spec, f"the connection to the warm container's runner was closed and "
+                              f"the engine cannot say why: {exc.explanation or exc}",
+                        stderr=stderr)
     state = container.attrs.get("State", {})
     if state.get("Running"):
         return _failure(spec, "the connection to the warm container's runner was closed",
@@ -469,6 +501,12 @@ def _runner_gone(spec: ContainerSpec, container, stderr: str) -> DockerFailure:
     code = state.get("ExitCode")
     if state.get("OOMKilled"):
         return _exit_failure(spec, container, code, stderr)
+    if code == RUNNER_REFUSED:
+        return _failure(spec, "the warm container's runner was sent a request that was not "
+                              "lofn's (an earlier partition's command wrote to its stdin) and "
+                              "stopped; the container was discarded", stderr=stderr,
+                        hint="a retry of the task runs in a new container; do not reuse "
+                             "containers for this image")
     # Stopped from outside: ``docker stop`` or ``kill``, or its engine stopping, which
     # stops its containers before it stops answering: then that is the error.
     client, deadline = get_client(), time.monotonic() + ENGINE_STOP_GRACE

@@ -159,6 +159,17 @@ def _required_text(name: str, value: Any) -> str:
     return value
 
 
+def _command(name: str, value: Any) -> str:
+    _required_text(name, value)
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"{name} must be text that UTF-8 can encode; "
+                              f"{value[exc.start:exc.end]!r} at {exc.start} is not "
+                              f"(a lone surrogate): {value!r}") from exc
+    return value
+
+
 def _absolute(what: str, *, hdfs: bool = False) -> Check:
     def check(name: str, value: Any) -> str | None:
         prefixes = ("/", "hdfs:///") if hdfs else ("/",)
@@ -275,7 +286,7 @@ class CallOptions:
     """The keywords of one call, checked; a method passes only those it takes."""
 
     image_name: str = _option(_required_text)
-    command: str = _option(_required_text)
+    command: str = _option(_command)
     docker_options: Sequence[str] | None = _option(
         _docker_options, (), flags=("--docker-option",), action="append",
         metavar="FLAG", help="a 'docker run' flag, e.g. --docker-option=--memory=1g or "

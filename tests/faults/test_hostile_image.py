@@ -142,3 +142,24 @@ def test_reuse_mode_isolates_partitions_and_refuses_links(busybox, session_tmp):
     assert report["binary_refused"] == "UnsafeOutputError"
     assert not report["secret_in_binary_error"]
     assert report["left_containers"] == 0 and report["left_dirs"] == []
+
+
+RUNNER_JOB = Path(__file__).parent / "jobs" / "hostile_runner_job.py"
+
+
+def test_a_partition_cannot_send_the_runner_requests(busybox, session_tmp):
+    """Partition 0 writes a request into the runner's stdin pipe (through /proc/1/fd); run,
+    it would answer for every later partition with a forged output. It lacks lofn's key."""
+    result = subprocess.run([sys.executable, str(RUNNER_JOB), busybox], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "TMPDIR": session_tmp})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = [f"row {i}" for i in range(4)]
+    # the runner refused it and stopped: the next partition ran in a new container, or
+    # (if it came before the runner had stopped) failed saying why
+    if "error" in report:
+        assert report["error"] == "DockerFailure" and "not lofn's" in report["message"], report
+    else:
+        assert report["lines"] == rows, report
+    assert report["after"] == rows
+    assert report["left"] == 0

@@ -103,6 +103,7 @@ def test_pipe_options_normalise_and_are_frozen():
 @pytest.mark.parametrize("keywords, error, message", [
     (dict(image_name=" "), InvalidArgument, "image_name must be a non-empty string, got ' '"),
     (dict(command=None), InvalidArgument, "command must be a non-empty string, got None"),
+    (dict(command="echo \udc80"), InvalidArgument, "'\\udc80' at 5 is not (a lone surrogate)"),
     (dict(sample=0), InvalidArgument, "sample must be a fraction in (0, 1], got 0"),
     (dict(sample=0.5, sample_seed=1.5), InvalidArgument, "sample_seed must be a whole number"),
     (dict(sample=0.5, sample_seed=None), InvalidArgument, "got None"),

@@ -204,7 +204,7 @@ def answer_with(theirs, frames) -> threading.Thread:
         request = b""
         while not request.endswith(b"\n"):
             request += theirs.recv(4096)
-        token = request.split(b" ", 1)[0]
+        token = request.split(b" ")[1]  # after the runner's key
         for data in frames(token):
             theirs.sendall(data)
             time.sleep(0.01)
@@ -215,9 +215,10 @@ def answer_with(theirs, frames) -> threading.Thread:
 
 def test_runner_requests_are_one_line_of_safe_bytes():
     command = "printf '%s' \"$HOME\" 'a\\b' \\\n日本 é\n\n"
-    request = docker_handler.runner_request("t0k", command)
-    assert request.startswith(b"t0k ") and request.endswith(b"\n") and request.count(b"\n") == 1
-    body = request[4:-1]
+    request = docker_handler.runner_request("k3y", "t0k", command)
+    assert request.startswith(b"k3y t0k ") and request.endswith(b"\n")
+    assert request.count(b"\n") == 1
+    body = request[8:-1]
     assert all(byte in docker_handler._SAFE or byte == ord("\\") for byte in body)
     parts = body.split(b"\\0")
     rebuilt = parts[0] + b"".join(bytes([int(part[:3], 8)]) + part[3:] for part in parts[1:])
@@ -260,14 +261,16 @@ def test_runner_answer_that_no_runner_gives_is_a_failure(answer):
 def test_runner_connection_closed_before_the_answer_is_runner_gone():
     runner, theirs = runner_pair()
     assert not runner.closed()
-    thread = answer_with(theirs, lambda token: [frame(2, b"dying\n")])
-    thread.join()
-    theirs.close()
+    def dying(token):
+        yield frame(2, b"dying\n")
+        theirs.shutdown(socket.SHUT_RDWR)  # the runner's container stopped
+    answer_with(theirs, dying)
     stderr = StderrTail()
     with pytest.raises(docker_handler.RunnerGone):
         runner.run("true", stderr)
     assert stderr.text() == "dying" and runner.closed()
     runner.close()
+    theirs.close()
 
 
 def test_reuse_mode_forgets_its_warm_containers_when_the_engine_is_lost(pending):
@@ -295,15 +298,20 @@ def test_a_warm_container_found_stopped_is_replaced(pending):
         def start(self):
             pass
 
+        def reload(self):
+            self.attrs = {"State": {"Running": False, "ExitCode": 0}}
+
         def remove(self, force=False):
             self.removed = True
 
     class Client:
         def __init__(self):
-            self.containers = self
-            self.api = self
+            self.containers = self.api = self.images = self
             self.made = []
             self.ends = []
+
+        def get(self, image):  # the image is there
+            pass
 
         def create(self, image, **kwargs):
             assert kwargs["stdin_open"] and kwargs["command"] == [docker_handler.RUNNER]
@@ -327,6 +335,7 @@ def test_a_warm_container_found_stopped_is_replaced(pending):
         assert old.removed and runner.container is client.made[0] and not runner.closed()
         assert docker_handler._warm[_warm_key(spec)] is runner and len(client.made) == 1
         assert _warm_runner(client, spec, flight)[1] is runner  # kept while it runs
+        assert client.ends[0].recv(64) == runner._key.encode() + b"\n"  # its key first
     finally:
         for runner in docker_handler._warm.values():
             runner.close()
