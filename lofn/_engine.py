@@ -17,6 +17,8 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import socket
+import struct
 import sys
 import threading
 import time
@@ -28,6 +30,7 @@ import docker
 import requests
 import urllib3
 from docker.errors import APIError, DockerException, NotFound
+from docker.utils.socket import STDERR, STDOUT
 
 from lofn.errors import DockerUnavailable, EngineLost
 
@@ -180,6 +183,59 @@ class StderrTail:
         """The kept lines, newlines around them stripped, as UTF-8 (bad bytes replaced)."""
         lines = [*self._lines, self._partial] if self._partial else list(self._lines)
         return _decode(b"\n".join(lines[-self._count:]).strip(b"\n"))
+
+
+#: The header of each frame of a non-TTY attach stream: stream (1 stdout, 2 stderr), size.
+_FRAME_HEADER = struct.Struct(">BxxxL")
+
+
+class FrameTooLarge(ValueError):
+    """The engine sent a frame of the attach stream larger than its reader accepts."""
+
+
+def attached_stdout(connection: socket.socket, on_stderr: Callable[[bytes], Any],
+                    read_size: int, max_frame: int | None = None) -> Iterator[bytes]:
+    """The stdout of a non-TTY attach stream on ``connection``, a read at a time.
+
+    The stream is frames of an 8-byte header (stream, size) and that many
+    bytes. Each read of up to ``read_size`` bytes is taken apart in place:
+    its stdout bytes are yielded as one piece, its stderr bytes go to
+    ``on_stderr``. Nothing is kept between reads but a header cut by a read
+    (at most 7 bytes): a frame's size is only counted down, never
+    allocated; a frame over ``max_frame`` bytes raises :class:`FrameTooLarge`.
+    The stream ends at EOF, also in the middle of a frame.
+    """
+    buffer = bytearray(read_size)
+    view = memoryview(buffer)
+    header = b""  # a header cut by the end of a read
+    stream = left = 0  # the frame under way: its stream, and its bytes still to come
+    while True:
+        size = connection.recv_into(view)
+        if not size:
+            return
+        out = []
+        at = 0
+        while at < size:
+            if not left:
+                piece = view[at:min(size, at + _FRAME_HEADER.size - len(header))]
+                header += piece
+                at += len(piece)
+                if len(header) == _FRAME_HEADER.size:
+                    stream, left = _FRAME_HEADER.unpack(header)
+                    header = b""
+                    if max_frame is not None and left > max_frame:
+                        raise FrameTooLarge(f"the engine sent a frame of {left} bytes on the "
+                                            "attach stream")
+                continue
+            end = min(size, at + left)
+            if stream == STDOUT:
+                out.append(view[at:end])
+            elif stream == STDERR:
+                on_stderr(bytes(view[at:end]))
+            left -= end - at
+            at = end
+        if out:
+            yield b"".join(out)  # a copy: the buffer is read into again
 
 
 def logs_tail(container) -> str:

@@ -16,14 +16,10 @@ joined without copying the record more than twice.
 
 from __future__ import annotations
 
-import os
 import socket
-import struct
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from itertools import chain, islice
-
-from docker.utils.socket import STDERR, STDOUT
 
 from lofn import _engine
 from lofn._engine import Deadline, StderrTail
@@ -31,8 +27,8 @@ from lofn.docker_handler import (
     ContainerSpec,
     _create,
     _exit_failure,
-    _failure,
     _timeout_failure,
+    attach,
     ensure_image,
     get_client,
 )
@@ -40,8 +36,6 @@ from lofn.tmp_file_handler import decode_text
 
 #: Bytes of input joined before a write, and the most read from the connection at once.
 CHUNK = 1 << 20
-#: The header of each frame of a non-TTY attach stream: stream (1 stdout, 2 stderr), size.
-_HEADER = struct.Struct(">BxxxL")
 # Elements joined at once by encode_records, at first and at most: adjusted to ~CHUNK bytes.
 _FIRST_BATCH, _MAX_BATCH = 256, 1 << 16
 
@@ -78,15 +72,8 @@ def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
     writer_error: list[BaseException] = []
 
     flight.step = "attaching to the container"
-    attached = client.api.attach_socket(
-        str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-    if hasattr(attached, "sendall"):
-        # Over TLS or SSH docker-py returns the socket itself, whose shutdown ends TLS
-        # in both directions (or which has none): the output would be lost. Untested.
-        raise _failure(spec, f"streaming (pipe) needs a unix socket or plain TCP connection "
-                             f"to the Docker engine; {_engine.address()} uses TLS or SSH: "
-                             "use map, which works over any connection")
-    connection = _connection(attached)
+    _, connection = attach(client, spec, container, "streaming (pipe)",
+                           "use map, which works over any connection")
 
     def feed() -> None:
         try:
@@ -111,7 +98,7 @@ def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
             stderr = StderrTail()
             flight.step = "streaming through the container"
             try:
-                yield from _stdout_of(connection, stderr)
+                yield from _engine.attached_stdout(connection, stderr.add, CHUNK)
                 flight.step = "waiting for the container"
                 code = container.wait().get("StatusCode")
             finally:
@@ -132,58 +119,6 @@ def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
         raise _timeout_failure(spec, stderr.text())
     if code != 0:
         raise _exit_failure(spec, container, code, stderr.text())
-
-
-def _connection(attached) -> socket.socket:
-    """A socket on the attach connection ``attached``, to read, write and half-close.
-
-    Over a plain unix or TCP connection docker-py's ``attach_socket``
-    returns the socket's file object (``socket.SocketIO``), which can
-    neither ``sendall`` nor half-close: a new socket on a duplicate of its
-    descriptor can, on the same connection. The caller closes that one.
-    """
-    return socket.socket(fileno=os.dup(attached.fileno()))
-
-
-def _stdout_of(connection: socket.socket, stderr: StderrTail) -> Iterator[bytes]:
-    """The stdout of a non-TTY attach stream on ``connection``, a read at a time.
-
-    The stream is frames of an 8-byte header (stream, size) and that many
-    bytes. Each read of up to :data:`CHUNK` bytes is taken apart in place:
-    its stdout bytes are yielded as one piece, its stderr bytes go to
-    ``stderr``. Nothing is kept between reads but a header cut by a read
-    (at most 7 bytes): a frame's size (what the container wrote, up to
-    4 GiB) is only counted down, never allocated. The stream ends at EOF,
-    also in the middle of a frame.
-    """
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    header = b""  # a header cut by the end of a read
-    stream = left = 0  # the frame under way: its stream, and its bytes still to come
-    while True:
-        size = connection.recv_into(view)
-        if not size:
-            return
-        out = []
-        at = 0
-        while at < size:
-            if not left:
-                piece = view[at:min(size, at + _HEADER.size - len(header))]
-                header += piece
-                at += len(piece)
-                if len(header) == _HEADER.size:
-                    stream, left = _HEADER.unpack(header)
-                    header = b""
-                continue
-            end = min(size, at + left)
-            if stream == STDOUT:
-                out.append(view[at:end])
-            elif stream == STDERR:
-                stderr.add(bytes(view[at:end]))
-            left -= end - at
-            at = end
-        if out:
-            yield b"".join(out)  # a copy: the buffer is read into again
 
 
 def _blocks(chunks: Iterable[bytes], delimiter: bytes) -> Iterator[tuple[bytes, bool]]:

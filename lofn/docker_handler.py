@@ -17,9 +17,9 @@ import shlex
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.utils.socket import STDOUT
 
 from lofn import _engine, _options, options
 from lofn._engine import Deadline, StderrTail, logs_tail
@@ -265,6 +265,8 @@ done"""
 RUNNER_REFUSED = 97
 #: The largest frame of the attach stream lofn accepts (engines send at most 32 KiB).
 MAX_FRAME = 1 << 24
+#: The most the runner's connection is read at once.
+READ_SIZE = 1 << 16
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _-./=:,+@%")
 _ESCAPES = [bytes([byte]) if byte in _SAFE else b"\\0%03o" % byte for byte in range(256)]
 #: Seconds lofn watches whether the engine goes away after it stopped a warm container.
@@ -285,12 +287,14 @@ class RunnerGone(Exception):
 class _Runner:
     """A warm container and the attach connection to its runner."""
 
-    def __init__(self, container, attached) -> None:
+    def __init__(self, container, attached, connection: socket.socket) -> None:
         self.container, self.id = container, container.id
         self._attached = attached  # docker-py's file object; closed with the socket below
-        self._socket = socket.socket(fileno=os.dup(attached.fileno()))
-        self._buffer = bytearray()
+        self._socket = connection
         self._key = secrets.token_hex(16)
+        self._stderr = StderrTail()  # the running request's
+        self._stdout = _engine.attached_stdout(connection, lambda data: self._stderr.add(data),
+                                               READ_SIZE, MAX_FRAME)
 
     def greet(self) -> None:
         """Give the started runner its key, which every request then starts with."""
@@ -310,47 +314,29 @@ class _Runner:
             raise RunnerGone() from exc
         marker = b"\nlofn-runner " + token.encode() + b" "
         pending = bytearray()
-        while True:
-            stream, data = self._frame()
-            if stream != STDOUT:
-                stderr.add(data)
-                continue
-            pending += data
-            found = pending.find(marker)
-            if found < 0:  # keep what could be the start of the marker
-                keep = max(len(pending) - len(marker), 0)
-                stderr.add(bytes(pending[:keep]))
-                del pending[:keep]
-                continue
-            stderr.add(bytes(pending[:found]))
-            status, newline, _ = bytes(pending[found + len(marker):]).partition(b"\n")
-            if newline and status.isdigit() and len(status) <= 3:
-                return int(status)
-            if newline or len(status) > 3 or not (status.isdigit() or status == b""):
-                raise DockerFailure(f"the warm container's runner answered {status[:40]!r} "
-                                    "(an exit status was expected)")
-            del pending[:found]  # the rest of the answer is on its way
-
-    def _frame(self) -> tuple[int, bytes]:
-        """The next frame of the multiplexed stream: (stream number, data)."""
-        header = self._read(8)
-        size = int.from_bytes(header[4:8], "big")
-        if size > MAX_FRAME:
-            raise DockerFailure(f"the engine sent a frame of {size} bytes on the attach stream")
-        return header[0], self._read(size)
-
-    def _read(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            try:
-                chunk = self._socket.recv(max(size - len(self._buffer), 1 << 16))
-            except OSError as exc:
-                raise RunnerGone() from exc
-            if not chunk:
-                raise RunnerGone()
-            self._buffer += chunk
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
+        self._stderr = stderr
+        try:
+            for data in self._stdout:  # kept across requests: it may hold a cut frame header
+                pending += data
+                found = pending.find(marker)
+                if found < 0:  # keep what could be the start of the marker
+                    keep = max(len(pending) - len(marker), 0)
+                    stderr.add(bytes(pending[:keep]))
+                    del pending[:keep]
+                    continue
+                stderr.add(bytes(pending[:found]))
+                status, newline, _ = bytes(pending[found + len(marker):]).partition(b"\n")
+                if newline and status.isdigit() and len(status) <= 3:
+                    return int(status)
+                if newline or len(status) > 3 or not (status.isdigit() or status == b""):
+                    raise DockerFailure(f"the warm container's runner answered {status[:40]!r} "
+                                        "(an exit status was expected)")
+                del pending[:found]  # the rest of the answer is on its way
+        except OSError as exc:
+            raise RunnerGone() from exc
+        except _engine.FrameTooLarge as exc:
+            raise DockerFailure(str(exc)) from exc
+        raise RunnerGone()
 
     def closed(self) -> bool:
         """Whether the runner's end of the connection is closed (its container stopped)."""
@@ -365,6 +351,26 @@ class _Runner:
         """Close the connection: the runner's stdin closes, and it exits."""
         self._socket.close()
         self._attached.close()
+
+
+def attach(client, spec: ContainerSpec, container, what: str,
+           instead: str) -> tuple[Any, socket.socket]:
+    """Attach to ``container``'s stdin, stdout and stderr (before it starts).
+
+    Returns docker-py's file object of the connection and a socket on a
+    duplicate of its descriptor, which can ``sendall`` and half-close (the
+    file object can neither); the caller closes the socket. Over TLS or SSH
+    docker-py returns the socket itself, whose shutdown ends TLS in both
+    directions (or which has none): ``what`` is refused then, saying what
+    to do ``instead``.
+    """
+    attached = client.api.attach_socket(
+        str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    if hasattr(attached, "sendall"):
+        attached.close()
+        raise _failure(spec, f"{what} needs a unix socket or plain TCP connection to the "
+                             f"Docker engine; {_engine.address()} uses TLS or SSH: {instead}")
+    return attached, socket.socket(fileno=os.dup(attached.fileno()))
 
 
 def _warm_key(spec: ContainerSpec) -> tuple:
@@ -423,14 +429,8 @@ def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
     container = _create(client, spec, kwargs, flight)
     try:
         flight.step = "attaching to the reusable container"
-        attached = client.api.attach_socket(
-            container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-        if hasattr(attached, "sendall"):
-            attached.close()
-            raise _failure(spec, f"reuse mode needs a unix socket or plain TCP connection to "
-                                 f"the Docker engine; {_engine.address()} uses TLS or SSH: "
-                                 "run without reuse_containers")
-        _warm[key] = _Runner(container, attached)
+        _warm[key] = _Runner(container, *attach(client, spec, container, "reuse mode",
+                                                "run without reuse_containers"))
         flight.step = "starting the reusable container"
         container.start()
         _warm[key].greet()

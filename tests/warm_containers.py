@@ -31,3 +31,16 @@ class WarmContainers:
         self._stop.set()
         self._thread.join()
         return self.seen
+
+
+def containers_left(client, app: str, wait: float = 30.0) -> int:
+    """How many containers of ``app`` the engine still has after up to ``wait`` seconds.
+
+    A stopped Spark application's workers, and their watchdogs, remove the
+    warm containers a moment after ``sc.stop()``.
+    """
+    deadline = time.monotonic() + wait
+    while client.api.containers(all=True, filters={"label": f"lofn.app={app}"}) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return len(client.api.containers(all=True, filters={"label": f"lofn.app={app}"}))

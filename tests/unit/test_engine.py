@@ -191,7 +191,8 @@ class Attached:
 def runner_pair(container=None):
     """A warm container's runner over a socket pair, and the runner's end of it."""
     ours, theirs = socket.socketpair()
-    return docker_handler._Runner(container or Container(), Attached(ours)), theirs
+    connection = socket.socket(fileno=os.dup(ours.fileno()))
+    return docker_handler._Runner(container or Container(), Attached(ours), connection), theirs
 
 
 def frame(stream: int, data: bytes) -> bytes:

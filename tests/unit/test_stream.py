@@ -9,8 +9,7 @@ import threading
 
 import pytest
 
-from lofn import _stream
-from lofn._engine import StderrTail
+from lofn._engine import StderrTail, attached_stdout
 from lofn._stream import CHUNK, encode_records, split_records, text_records
 from lofn.errors import OutputDecodeError
 
@@ -143,7 +142,7 @@ def frame(stream: int, data: bytes) -> bytes:
 
 
 def read_frames(messages: list[bytes]) -> tuple[list[bytes], StderrTail]:
-    """``_stdout_of`` over a socket that delivers ``messages`` one per read, then EOF."""
+    """``attached_stdout`` over a socket that delivers ``messages`` one per read, then EOF."""
     reader, sender = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
     def send():
@@ -156,7 +155,7 @@ def read_frames(messages: list[bytes]) -> tuple[list[bytes], StderrTail]:
     try:
         with reader:
             stderr = StderrTail()
-            return list(_stream._stdout_of(reader, stderr)), stderr
+            return list(attached_stdout(reader, stderr.add, CHUNK)), stderr
     finally:
         writer.join()
 
@@ -181,3 +180,14 @@ def test_a_frame_larger_than_a_read_and_a_stream_cut_in_a_frame():
     # EOF in the middle of a frame (the engine went away): what came is kept
     stdout, _ = read_frames([frame(1, b"whole"), frame(1, b"cut short")[:-3]])
     assert b"".join(stdout) == b"wholecut sh"
+
+
+def test_a_frame_over_the_bound_is_refused_before_its_bytes_are_read():
+    from lofn._engine import FrameTooLarge
+
+    reader, sender = socket.socketpair()
+    with reader, sender:
+        sender.sendall(frame(1, b"fine") + struct.pack(">BxxxL", 1, 1 << 30))
+        stdout = attached_stdout(reader, StderrTail().add, CHUNK, max_frame=1 << 20)
+        with pytest.raises(FrameTooLarge, match=f"a frame of {1 << 30} bytes"):
+            list(stdout)

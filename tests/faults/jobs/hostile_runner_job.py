@@ -13,13 +13,14 @@ warm container.
 import json
 import os
 import sys
-import time
 
+import docker
 from pyspark import SparkConf, SparkContext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 from lofn.api import DockerPipe
 from lofn.errors import from_spark_error
+from tests.warm_containers import containers_left
 
 # what the injected request would run: take each next request, forge its output and answer
 # (the token is the first or the second word of a request: answer for both)
@@ -50,11 +51,7 @@ except Exception as exc:  # noqa: BLE001 - reported to the test
 report["after"] = pipe.map(sc.parallelize(rows, 4), image,
                            "cat /shared/input.txt > /shared/output.txt",
                            docker_options=options).collect()
-client = __import__("docker").from_env()
+client = docker.from_env()
 sc.stop()
-deadline = time.monotonic() + 30
-while client.api.containers(all=True, filters={"label": f"lofn.app={app}"}) \
-        and time.monotonic() < deadline:
-    time.sleep(0.2)
-report["left"] = len(client.api.containers(all=True, filters={"label": f"lofn.app={app}"}))
+report["left"] = containers_left(client, app)
 print(json.dumps(report))

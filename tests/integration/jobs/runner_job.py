@@ -18,7 +18,7 @@ from pyspark import SparkConf, SparkContext
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 from lofn.api import DockerPipe
 from lofn.errors import from_spark_error
-from tests.warm_containers import WarmContainers
+from tests.warm_containers import WarmContainers, containers_left
 
 QUOTING = ("printf '%s\\n' \"it's\" '$HOME' \"a\\\\b\" 'tab\tthere' \"日本語 é\" '%s %b \\c'"
            " > /shared/output.txt\n"
@@ -84,9 +84,5 @@ report["after_stop"] = reuse.map(sc.parallelize(range(8), 4), image,
 report["warm"] = warm
 report["warm_containers"] = len(warm_containers.stop())
 sc.stop()
-deadline = time.monotonic() + 30
-while client.api.containers(all=True, filters={"label": f"lofn.app={app}"}) \
-        and time.monotonic() < deadline:
-    time.sleep(0.2)
-report["left"] = len(client.api.containers(all=True, filters={"label": f"lofn.app={app}"}))
+report["left"] = containers_left(client, app)
 print(json.dumps(report))
