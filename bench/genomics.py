@@ -13,7 +13,7 @@ each and interleaved so that noise spreads evenly:
 * lofn on ``local[1]`` and on ``local[2]``: ``spark-submit align.py`` with
   ``--partitions`` partitions and one minimap2 thread per container, so at
   most 1 and 2 threads align at a time, the serial runs' thread counts
-  (and the one merge container gets 1 and 2 threads, ``-m``). The
+  (and the one merge container 1 and 2 compressing threads, ``-m``). The
   pipeline's time is measured by align.py from reading the FASTQ files to
   writing the merged BAM; the JVM's start is reported apart;
 * the floor of any ``spark-submit`` on ``local[2]``: start the JVM and a
@@ -50,9 +50,8 @@ sys.path.insert(0, EXAMPLE)
 import prepare  # noqa: E402
 
 PHASES = [  # (key, label, colour)
-    ("read", "count FASTQ lines", "#9e9e9e"),
-    ("pair", "reads to partitions (shuffle of chunks)", "#f2a93b"),
-    ("align", "minimap2 + samtools sort, per partition", "#3b7dd8"),
+    ("read", "count FASTQ lines, one container", "#9e9e9e"),
+    ("align", "cut reads + minimap2 + samtools sort, per partition", "#3b7dd8"),
     ("merge", "samtools merge, every BAM in one container", "#4caf50"),
 ]
 COLOURS = {key: colour for key, _, colour in PHASES}
@@ -76,8 +75,7 @@ def stage_phases(timings: dict) -> dict[int, tuple[str, str]]:
         if description.startswith("read"):
             phases[stage["stage"]] = ("read", "count lines")
         elif description.startswith("align"):
-            phases[stage["stage"]] = (("align", "align + sort") if stage["result"]
-                                      else ("pair", "pair reads"))
+            phases[stage["stage"]] = ("align", "align + sort")
         elif description.startswith("merge"):
             # the merge container's job, then the job that reads its BAM on the driver
             first = min(job["job"] for job in jobs.values()
@@ -319,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     totals = {name: median([run["seconds"] for run in items]) for name, items in runs.items()}
     phase_medians = {name: {key: median([run["phases"][key] for run in items
                                          if key in run.get("phases", {})])
-                            for key in ("read", "pair", "align", "merge", "driver")}
+                            for key in ("read", "align", "merge", "driver")}
                      for name, items in runs.items() if items and "phases" in items[0]}
     serial_1, serial_2 = totals[names[("serial", 1)]], totals[names[("serial", 2)]]
     local_1, local_2 = totals[names[("local[1]", 1)]], totals[names[("local[2]", 2)]]

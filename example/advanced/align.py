@@ -4,25 +4,25 @@
     spark-submit --master 'local[2]' example/advanced/align.py \\
         DATA/reads_1.fq DATA/reads_2.fq DATA/ref -o aligned.bam [-p 8] [-t 1] [-m 2]
 
-1. The two FASTQ files are read as text, split wherever Spark splits them.
-   One pass counts the lines of every split, so each line's number is known;
-   then each split sends its lines, in one large string per partition it
-   reaches, to the partition that aligns them: partition ``i`` of
-   ``--partitions`` P gets reads ``i * N // P`` up to partition ``i + 1``'s
-   first, from both files, and checks that the mates' names match.
-2. ``map_binary`` with a ``map_udf`` writes each partition's mates to
-   ``/shared/input_1.fq`` and ``/shared/input_2.fq``; the container runs
-   ``minimap2 -ax sr`` against the reference directory, mounted read-only at
-   ``/ref`` (``ref.mmi``, made once by ``prepare.py``), and ``samtools sort``
-   writes a coordinate-sorted BAM.
+1. The FASTQ files' directories are mounted read-only in the containers, as
+   the reference's is; one container counts the lines of both files.
+2. Partition ``i`` of ``--partitions`` P is one element, the range of lines
+   that holds reads ``i * N // P`` up to partition ``i + 1``'s first.
+   ``map_binary`` runs one container a partition, which cuts those lines
+   from both files into ``/shared/input_1.fq`` and ``/shared/input_2.fq``
+   (``tail`` and ``head``), checks them (4-line records, the same names for
+   both mates), runs ``minimap2 -ax sr`` against the reference directory,
+   mounted read-only at ``/ref`` (``ref.mmi``, made once by ``prepare.py``),
+   and ``samtools sort``, which writes a coordinate-sorted BAM. No read
+   passes through Spark.
 3. The directory of sorted BAM files that ``map_binary`` yields is mounted
    read-only at ``/bams`` in one more container (a second ``map_binary``, over
    one element), where ``samtools merge`` merges them all at once; the driver
    reads the merged BAM once and writes it.
 
-The reference directory is a user volume: a local directory on local and
-standalone Spark, an HDFS path on YARN (the FASTQ paths are then HDFS paths
-too). The image is ``lofn/aligner:bookworm`` (``build_image.sh``).
+The reference directory and the FASTQ files' directories are user volumes:
+local directories on local and standalone Spark, HDFS paths on YARN. The
+image is ``lofn/aligner:bookworm`` (``build_image.sh``).
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from functools import partial
-from itertools import islice
+from itertools import pairwise
+from urllib.parse import urlparse
 
 if __name__ != "__main__":
     # Imported (by a test, the benchmark): executors cannot import this file by
@@ -53,177 +52,165 @@ REFERENCE = "/ref/ref.mmi"
 
 
 def align_command(threads: int, input_1: str = "/shared/input_1.fq",
-                  input_2: str = "/shared/input_2.fq", output: str = "/shared/output.bin") -> str:
+                  input_2: str = "/shared/input_2.fq", output: str = "/shared/output.bin",
+                  compress: bool = True) -> str:
     """The command run in each container, and once over all reads for the serial baseline.
 
     minimap2 writes SAM to a file rather than a pipe, so that a failing
     minimap2 fails the command (``sh`` here is dash, without ``pipefail``).
+    The pipeline's sorted BAM files are only read by the merge, so they are
+    left uncompressed (``compress=False``, ``samtools sort -u``): the merge
+    compresses once, as the serial run's sort does.
     """
+    level = "" if compress else "-u "
     return (f"minimap2 -ax sr -t {threads} {REFERENCE} {input_1} {input_2}"
             f" -o /shared/aligned.sam"
-            f" && samtools sort -@ {max(threads - 1, 0)} -O bam -o {output} /shared/aligned.sam"
+            f" && samtools sort -@ {max(threads - 1, 0)} {level}-O bam -o {output}"
+            " /shared/aligned.sam"
             f" && rm /shared/aligned.sam")
 
 
 def merge_command(threads: int) -> str:
     """The merge, in one container: every partition's sorted BAM, from the mounted ``/bams``.
 
-    Merging coordinate-sorted BAM files gives a coordinate-sorted BAM file;
-    ``threads`` compress the output.
+    Merging coordinate-sorted BAM files gives a coordinate-sorted BAM file.
+    ``threads`` compress the output while samtools' main thread reads and
+    merges (``-@``): with one compressing thread the main thread waits for
+    it, and the merge takes twice as long.
     """
-    return f"samtools merge -f -O bam -@ {max(threads - 1, 0)} /shared/output.bin /bams/*.bin"
+    return f"samtools merge -f -O bam -@ {threads} /shared/output.bin /bams/*.bin"
 
 
-# -- pairing the FASTQ files ----------------------------------------------------------
+# -- each partition's reads, cut from the mounted FASTQ files ---------------------
 
-def _split_text(lines: Iterator[str]) -> list[tuple[int, str]]:
-    """The lines of one split -> one (number of lines, text) element."""
-    split = list(lines)  # one input split (at most an HDFS block); join would list it anyway
-    return [(len(split), "\n".join(split))]
+def reads_volumes(*paths: str) -> tuple[dict, list[str]]:
+    """The volumes that show the FASTQ files to the containers, and their paths in there.
 
-
-def read_fastq(sc, path: str):
-    """A FASTQ file as one (number of lines, text) element per split, split as Spark splits text.
-
-    Persisted: counting the lines reads each split once, in one string, and
-    the pairing uses those strings again.
+    Each file's directory is mounted read-only (one volume when both share it).
+    ``hdfs://`` URLs become HDFS paths: on YARN every volume is an HDFS path,
+    which lofn downloads once per executor host, so keep the FASTQ files in a
+    directory of their own there.
     """
-    from pyspark import StorageLevel
+    volumes: dict = {}
+    inside = []
+    for path in paths:
+        parsed = urlparse(path)
+        host = parsed.path if parsed.scheme in ("hdfs", "file") else os.path.abspath(path)
+        directory, name = os.path.split(host)
+        bind = volumes.setdefault(directory, {"bind": f"/reads/{len(volumes) + 1}",
+                                              "mode": "ro"})["bind"]
+        inside.append(f"{bind}/{name}")
+    return volumes, inside
 
-    lines = sc.textFile(path, minPartitions=sc.defaultParallelism)
-    return lines.mapPartitions(_split_text).setName(path).persist(StorageLevel.MEMORY_AND_DISK)
 
+def count_command(reads_1: str, reads_2: str) -> str:
+    """The command that writes the number of lines of each mounted FASTQ file to output.txt.
 
-def _chunks(mate: int, bounds: list[int], starts: list[int], split: int,
-            texts: Iterator[tuple[int, str]]) -> Iterator:
-    """A split's text -> (partition, (mate, number of the first line, text)).
-
-    Partition ``i`` takes lines ``bounds[i]`` to ``bounds[i + 1]`` of each
-    file, so a split sends one element per partition it reaches: a few large
-    strings, not one element per read.
+    A last line without a newline counts too.
     """
-    [(count, text)] = texts
-    lines = iter(text.split("\n") if count else ())
-    number = starts[split]
-    for partition in range(len(bounds) - 1):
-        if bounds[partition + 1] <= number:
-            continue
-        chunk = list(islice(lines, bounds[partition + 1] - number))
-        if not chunk:
-            return
-        yield partition, (mate, number, "\n".join(chunk))
-        number += len(chunk)
+    return " && ".join(
+        f'n=$(wc -l < {path}) && {{ [ -z "$(tail -c 1 {path})" ] || n=$((n + 1)); }}'
+        f" && echo $n >> /shared/output.txt" for path in (reads_1, reads_2))
 
 
-def _mate_name(header: str, mate: int) -> str:
-    name = header[1:].split(None, 1)[0]
-    return name[:-2] if name.endswith(f"/{mate}") else name
+def count_lines(sc, pipe, image: str, fastq: list[str], options: list[str]) -> tuple[int, int]:
+    """The numbers of lines of both FASTQ files (paths in the containers), in one container."""
+    lines = pipe.map(sc.parallelize([0], 1), image, count_command(*fastq),
+                     docker_options=options).map(int).collect()
+    return lines[0], lines[1]
 
 
-def _pair(bounds: list[int], partition: int, chunks: Iterator) -> Iterator[tuple[str, str]]:
-    """A partition's chunks of both files -> one (FASTQ text of mate 1, of mate 2) element.
+def read_ranges(lines: tuple[int, int], partitions: int, names: tuple[str, str]) -> list[str]:
+    """``first_line lines`` of each non-empty partition: reads ``i * N // P`` to the next's first.
 
-    Checks that each file gave the partition its lines, that every record is
-    4 lines ``@name``, bases, ``+``, qualities (a quality line may start with
-    ``@``: records are found by line number, never by their first character),
-    and that both mates of each read carry the same name.
+    Raises ValueError, naming the files, unless both hold the same number of 4-line records.
     """
-    by_mate: dict[int, list] = {1: [], 2: []}
-    for _, (mate, first, text) in chunks:
-        by_mate[mate].append((first, text))
-    first_read, size = bounds[partition] // 4, bounds[partition + 1] - bounds[partition]
-    if size == 0:
-        return
-    texts, lines = [], []
-    for mate, found in by_mate.items():
-        joined = "\n".join(chunk for _, chunk in sorted(found))
-        texts.append(joined + "\n")
-        lines.append(joined.split("\n") if found else [])
-        if len(lines[-1]) != size:
-            raise ValueError(f"reads {first_read} to {first_read + size // 4 - 1}: file {mate} "
-                             f"gave {len(lines[-1])} lines, not {size}: did it change while "
-                             "the job ran?")
-    for read, (header_1, plus_1, header_2, plus_2) in enumerate(zip(
-            lines[0][0::4], lines[0][2::4], lines[1][0::4], lines[1][2::4], strict=True),
-            first_read):
-        if not (header_1[:1] == header_2[:1] == "@" and plus_1[:1] == plus_2[:1] == "+"):
-            raise ValueError(f"FASTQ record {read} is not 4 lines '@name', bases, '+', "
-                             f"qualities: {header_1!r:.80}, {plus_1!r:.80} in file 1, "
-                             f"{header_2!r:.80}, {plus_2!r:.80} in file 2")
-        if _mate_name(header_1, 1) != _mate_name(header_2, 2):
-            raise ValueError(f"FASTQ record {read}: mates {header_1!r:.80} and {header_2!r:.80} "
-                             "differ: the files are not paired")
-    yield texts[0], texts[1]
+    if lines[0] != lines[1] or lines[0] % 4:
+        raise ValueError(f"{names[0]} has {lines[0]} lines and {names[1]} {lines[1]}: two "
+                         "paired FASTQ files hold the same number of 4-line records")
+    reads = lines[0] // 4
+    bounds = [partition * reads // partitions for partition in range(partitions + 1)]
+    return [f"{4 * first + 1} {4 * (end - first)}"
+            for first, end in pairwise(bounds) if end > first]
 
 
-def pair_reads(sc, fastq_1, fastq_2, partitions: int):
-    """An RDD of ``partitions`` partitions, each one (FASTQ of mate 1, FASTQ of mate 2) element.
+# an awk program over mate 1's reads that reads mate 2's in step: every record
+# is 4 lines '@name', bases, '+', qualities (found by line number: a quality
+# line may start with '@' or '+'), both mates carry the same name (read7/1 and
+# read7/2), and the partition got all its lines
+_CHECK_MATES = r"""
+function fail(message) {
+    printf "FASTQ read %d (line %d): %s\n", (first - 1 + FNR - 1) / 4, first - 1 + FNR,
+        message > "/dev/stderr"
+    failed = 1
+    exit 65
+}
+{
+    if ((getline other < two) <= 0) fail("file 2 has fewer lines than file 1")
+    if (FNR % 4 == 1) {
+        if (substr($0, 1, 1) != "@" || substr(other, 1, 1) != "@")
+            fail("not a FASTQ record ('@name', bases, '+', qualities): " $0 " / " other)
+        name_1 = substr($1, 2); sub(/\/1$/, "", name_1)
+        name_2 = substr(other, 2); sub(/[ \t].*/, "", name_2); sub(/\/2$/, "", name_2)
+        if (name_1 != name_2) fail("mates " $1 " and " other " differ: the files are not paired")
+    } else if (FNR % 4 == 3 && (substr($0, 1, 1) != "+" || substr(other, 1, 1) != "+")) {
+        fail("not a FASTQ record: line 3 of a record is " $0 " / " other ", not '+'")
+    }
+}
+END {
+    if (failed) exit 65
+    if ((getline other < two) > 0) fail("file 2 has more lines than file 1")
+    if (NR != lines)
+        fail("got " NR " lines, not " lines ": did the files change while the job ran?")
+}"""
 
-    ``fastq_1`` and ``fastq_2`` come from :func:`read_fastq`. One job counts
-    the lines of each split, so every line's number is known without a
-    shuffle of lines; partition ``i`` then gets reads ``i * N // partitions``
-    up to the next partition's first, from both files, in one shuffle of a
-    few chunks per split.
+
+def cut_command(reads_1: str, reads_2: str) -> str:
+    """This partition's reads of both mounted files -> ``/shared/input_1.fq`` and ``input_2.fq``.
+
+    The partition's element (``/shared/input.txt``) is ``first_line lines``;
+    ``tail`` skips to the first line and ``head`` stops after the last, and
+    awk checks what they cut (``_CHECK_MATES``).
     """
-    every = sc.union([fastq_1, fastq_2]).map(_first).collect()  # lines of each split
-    split = fastq_1.getNumPartitions()
-    counts = [every[:split], every[split:]]
-    totals = [sum(count) for count in counts]
-    if totals[0] != totals[1] or totals[0] % 4:
-        raise ValueError(f"{fastq_1.name()} has {totals[0]} lines and {fastq_2.name()} "
-                         f"{totals[1]}: two paired FASTQ files hold the same number of 4-line "
-                         "records")
-    reads = totals[0] // 4
-    bounds = [4 * (partition * reads // partitions) for partition in range(partitions + 1)]
-    chunks = sc.union([
-        fastq.mapPartitionsWithIndex(partial(_chunks, mate, bounds, _line_starts(count)))
-        for mate, fastq, count in ((1, fastq_1, counts[0]), (2, fastq_2, counts[1]))])
-    return chunks.partitionBy(partitions, _identity).mapPartitionsWithIndex(
-        partial(_pair, bounds))
-
-
-def _first(element: tuple):
-    return element[0]
-
-
-def _line_starts(counts: list[int]) -> list[int]:
-    """The number of each split's first line, from the splits' line counts."""
-    return [sum(counts[:split]) for split in range(len(counts))]
-
-
-def _identity(partition: int) -> int:
-    return partition
-
-
-def write_mates(partition: list) -> dict:
-    """``map_udf``: a partition's one pair of FASTQ texts -> the two files the aligner reads."""
-    [(reads_1, reads_2)] = partition
-    return {"input_1.fq": reads_1, "input_2.fq": reads_2}
+    program = _CHECK_MATES.replace("'", "'\\''")
+    return ("read first lines < /shared/input.txt"
+            f" && tail -n +$first {reads_1} | head -n $lines > /shared/input_1.fq"
+            f" && tail -n +$first {reads_2} | head -n $lines > /shared/input_2.fq"
+            f" && awk -v first=$first -v lines=$lines -v two=/shared/input_2.fq '{program}'"
+            " /shared/input_1.fq")
 
 
 # -- the pipeline ---------------------------------------------------------------------
 
 def run_pipeline(sc, reads_1: str, reads_2: str, ref_dir: str, partitions: int = 8,
                  threads: int = 1, image: str = IMAGE, conf=None,
-                 docker_options: list[str] | None = None, merge_threads: int = 2) -> bytes:
-    """Pair, align per partition, merge; return the merged BAM's bytes.
+                 docker_options: list[str] | None = None, merge_threads: int = 2,
+                 reuse_containers: bool = True) -> bytes:
+    """Count, cut and align per partition, merge; return the merged BAM's bytes.
 
     ``threads`` is minimap2's and samtools sort's per partition;
-    ``merge_threads`` samtools merge's, which runs alone, after them.
+    ``merge_threads`` compress samtools merge's output; it runs alone, after them.
+    ``reuse_containers``: count and align in one warm container per Python
+    worker (lofn's reuse mode), which saves a container's start a partition.
+    minimap2 and samtools write nothing outside ``/shared/``, so a partition
+    sees nothing of the one before; ``False`` starts a fresh container each.
     """
     from pyspark import SparkConf
 
     from lofn.api import DockerPipe
 
     conf = conf if conf is not None else SparkConf()
-    pipe = DockerPipe(conf, volumes={ref_dir: {"bind": "/ref", "mode": "ro"}})
+    volumes, fastq = reads_volumes(reads_1, reads_2)
+    pipe = DockerPipe(conf, volumes={ref_dir: {"bind": "/ref", "mode": "ro"}, **volumes},
+                      reuse_containers=reuse_containers)
     options = ["--network", "none", *(docker_options or [])]
-    fastq = [read_fastq(sc, path) for path in (reads_1, reads_2)]
     try:
-        sc.setJobDescription("read: count the FASTQ lines")
-        pairs = pair_reads(sc, *fastq, partitions)  # counting runs a job
-        sc.setJobDescription("align: pair the reads, minimap2 + samtools sort per partition")
-        with pipe.map_binary(pairs, image, align_command(threads), map_udf=write_mates,
+        sc.setJobDescription("read: count the FASTQ lines, in one container")
+        ranges = read_ranges(count_lines(sc, pipe, image, fastq, options), partitions,
+                             (reads_1, reads_2))
+        sc.setJobDescription("align: cut each partition's reads, minimap2 + samtools sort")
+        with pipe.map_binary(sc.parallelize(ranges, len(ranges)), image,
+                             f"{cut_command(*fastq)} && {align_command(threads, compress=False)}",
                              docker_options=options) as bam_dir:
             # the directory of sorted BAM files is the merge container's volume
             sc.setJobDescription("merge: samtools merge, every BAM in one container")
@@ -231,11 +218,22 @@ def run_pipeline(sc, reads_1: str, reads_2: str, ref_dir: str, partitions: int =
             one = sc.parallelize([bam_dir], 1)
             with merge.map_binary(one, image, merge_command(merge_threads),
                                   docker_options=options) as merged_dir:
-                return sc.binaryFiles(merged_dir).values().first()
+                return read_merged(sc, merged_dir)
     finally:
         sc.setJobDescription(None)
-        for rdd in fastq:
-            rdd.unpersist()
+
+
+def read_merged(sc, directory: str) -> bytes:
+    """The merged BAM from the merge's ``map_binary`` directory (its one file).
+
+    On YARN the directory is on HDFS, read through Spark; on local and
+    standalone masters it is on the driver, read as a file.
+    """
+    if sc.master.startswith("yarn"):
+        return sc.binaryFiles(directory).values().first()
+    [name] = os.listdir(directory)
+    with open(os.path.join(directory, name), "rb") as handle:
+        return handle.read()
 
 
 # -- reading the result without samtools -------------------------------------------
@@ -318,8 +316,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-t", "--threads", type=int, default=1,
                         help="minimap2 threads per container (default %(default)s)")
     parser.add_argument("-m", "--merge-threads", type=int, default=2,
-                        help="samtools merge threads, in the one merge container that runs "
-                             "after all others (default %(default)s)")
+                        help="threads compressing samtools merge's output, in the one merge "
+                             "container that runs after all others (default %(default)s)")
+    parser.add_argument("--fresh-containers", action="store_true",
+                        help="a new container for each partition instead of one warm "
+                             "container per Python worker (lofn's reuse_containers)")
     parser.add_argument("--image", default=IMAGE)
     parser.add_argument("--timings", metavar="JSON",
                         help="write the wall time and every Spark task's start and end there")
@@ -340,7 +341,8 @@ def main(argv: list[str] | None = None) -> None:
         start = time.time()
         merged = run_pipeline(sc, args.reads_1, args.reads_2, args.ref_dir, args.partitions,
                               args.threads, args.image, conf=SparkConf(),
-                              merge_threads=args.merge_threads)
+                              merge_threads=args.merge_threads,
+                              reuse_containers=not args.fresh_containers)
         with open(args.output, "wb") as handle:
             handle.write(merged)
         end = time.time()
