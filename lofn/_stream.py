@@ -16,10 +16,15 @@ joined without copying the record more than twice.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
-from collections.abc import Generator, Iterable, Iterator
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import chain, islice
+from typing import Any
+
+from docker.errors import APIError
 
 from lofn import _engine
 from lofn._engine import Deadline, StderrTail
@@ -27,13 +32,24 @@ from lofn.docker_handler import (
     ContainerSpec,
     _create,
     _exit_failure,
+    _failure,
     _timeout_failure,
     attach,
+    discard_warm,
     ensure_image,
     get_client,
+    hijacked,
+    warm_command,
+    warm_runner,
 )
 from lofn.tmp_file_handler import decode_text
 
+logger = logging.getLogger(__name__)
+# warm containers streaming a partition in this process now (by container id)
+_streaming: set[str] = set()
+
+#: Seconds the engine may take to mark an exec exited after its stream ended.
+EXEC_EXIT_GRACE = 5.0
 #: Bytes of input joined before a write, and the most read from the connection at once.
 CHUNK = 1 << 20
 # Elements joined at once by encode_records, at first and at most: adjusted to ~CHUNK bytes.
@@ -61,19 +77,88 @@ def run_streaming(spec: ContainerSpec,
         kwargs.setdefault("log_config", {"Type": "none", "Config": {}})
         container = _create(client, spec, kwargs, flight)
         try:
-            yield from _attached(client, spec, container, chunks, flight)
+            flight.step = "attaching to the container"
+            attached, connection = attach(client, spec, container, "streaming (pipe)",
+                                          "use map, which works over any connection")
+            yield from _exchange(spec, container, (attached, connection), chunks,
+                                 container.start, lambda: container.wait().get("StatusCode"),
+                                 flight)
         finally:
             _engine.remove(container, flight)
 
 
-def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
-              flight: _engine.Flight) -> Iterator[bytes]:
-    """Start ``container`` attached: ``chunks`` to its stdin, its stdout yielded."""
-    writer_error: list[BaseException] = []
+def run_streaming_warm(spec: ContainerSpec,
+                       chunks: Iterable[bytes]) -> Generator[bytes, None, None]:
+    """:func:`run_streaming` in this worker's warm container (reuse mode).
 
-    flight.step = "attaching to the container"
-    _, connection = attach(client, spec, container, "streaming (pipe)",
-                           "use map, which works over any connection")
+    The command runs by an ``exec`` whose own connection carries its stdin
+    and stdout (the runner's carries requests, and a stream has no end it
+    could mark). Afterwards the container is kept only if nothing but the
+    runner is left in it, as the engine lists its processes: a process the
+    command left (which could write into the next partition's stream through
+    ``/proc/PID/fd/1``, or read the runner's stdin) sends the container away,
+    as do a failure, a timeout and a stream cut short. Same errors as :func:`run_streaming`.
+    """
+    client = get_client()
+    with _engine.in_flight(spec.partition, "checking the image") as flight:
+        key, runner = warm_runner(client, spec, flight)
+        if runner.id in _streaming:
+            # a pipe of a pipe, in one task: the warm container streams the other one
+            flight.step = "streaming in a fresh container (the warm one is busy)"
+            yield from run_streaming(spec, chunks)
+            return
+        _streaming.add(runner.id)
+        clean = False
+        try:
+            flight.step = "starting the partition's command (warm container)"
+            started = client.api.exec_create(runner.id, ["sh", "-c", warm_command(spec)],
+                                             stdin=True, stdout=True, stderr=True, tty=False)
+            hijack = hijacked(client.api.exec_start(started["Id"], socket=True), spec,
+                              "streaming (pipe) in a warm container",
+                              "run pipe without reuse_containers")
+            yield from _exchange(spec, runner.container, hijack, chunks, lambda: None,
+                                 lambda: _exec_status(client, spec, started["Id"]), flight)
+            flight.step = "checking that the command left no process"
+            clean = len(client.api.top(runner.id).get("Processes") or []) == 1
+            if not clean:
+                logger.info("a partition's command left processes in warm container %s; "
+                            "the next partition gets a new one", runner.id[:12])
+        except APIError as exc:
+            raise _failure(spec, "the Docker engine refused to run the partition's command in "
+                                 f"the warm container: {exc.explanation or exc}") from exc
+        finally:
+            _streaming.discard(runner.id)
+            if not clean:
+                discard_warm(key, flight, runner)
+
+
+def _exec_status(client, spec: ContainerSpec, exec_id: str) -> int:
+    """The exit status of an exec whose stream has ended (the engine may lag a moment)."""
+    deadline = time.monotonic() + EXEC_EXIT_GRACE
+    while True:
+        state = client.api.exec_inspect(exec_id)
+        if not state.get("Running") and state.get("ExitCode") is not None:
+            return state["ExitCode"]
+        if time.monotonic() > deadline:
+            raise _failure(spec, "the partition's command closed its output but had not exited "
+                                 f"{EXEC_EXIT_GRACE:g} s later")
+        time.sleep(0.01)
+
+
+def _exchange(spec: ContainerSpec, container, hijack: tuple[Any, socket.socket],
+              chunks: Iterable[bytes], start: Callable[[], Any], status: Callable[[], Any],
+              flight: _engine.Flight) -> Iterator[bytes]:
+    """Call ``start``, send ``chunks`` to the hijacked connection's stdin and yield its stdout.
+
+    A writer thread sends; ``container`` is killed at ``spec.timeout``;
+    ``status`` is asked for the command's exit status after the stream's
+    end. The connection is closed on every path.
+
+    Raises:
+        DockerFailure: the timeout, or a non-zero status.
+    """
+    attached, connection = hijack
+    writer_error: list[BaseException] = []
 
     def feed() -> None:
         try:
@@ -85,13 +170,13 @@ def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
             writer_error.append(exc)
         finally:
             try:
-                connection.shutdown(socket.SHUT_WR)  # EOF on the container's stdin
+                connection.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
             except OSError:
                 pass
 
     try:
-        flight.step = "starting the container"
-        container.start()
+        flight.step = "starting the command"
+        start()
         with Deadline(spec.timeout, container.kill) as deadline:
             writer = threading.Thread(target=feed, name="lofn-stdin", daemon=True)
             writer.start()
@@ -99,10 +184,10 @@ def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
             flight.step = "streaming through the container"
             try:
                 yield from _engine.attached_stdout(connection, stderr.add, CHUNK)
-                flight.step = "waiting for the container"
-                code = container.wait().get("StatusCode")
+                flight.step = "waiting for the command's exit"
+                code = -1 if deadline.fired else status()  # killed: nothing to ask
             finally:
-                # ended (the container has exited), failed, or abandoned (GeneratorExit): a
+                # ended (the command has exited), failed, or abandoned (GeneratorExit): a
                 # writer still sending (to a container killed at its deadline, which the
                 # engine no longer reads from) fails at its next send and stops taking
                 # records from the partition
@@ -115,6 +200,7 @@ def _attached(client, spec: ContainerSpec, container, chunks: Iterable[bytes],
             raise writer_error[0]
     finally:
         connection.close()
+        attached.close()
     if deadline.fired:
         raise _timeout_failure(spec, stderr.text())
     if code != 0:

@@ -28,7 +28,13 @@ from lofn import _engine, _safefs
 from lofn._cache import ResultCache, run_key
 from lofn._images import Shipment
 from lofn._reaper import temp_prefix, watch
-from lofn._stream import encode_records, run_streaming, split_records, text_records
+from lofn._stream import (
+    encode_records,
+    run_streaming,
+    run_streaming_warm,
+    split_records,
+    text_records,
+)
 from lofn.docker_handler import (
     ContainerSpec,
     ensure_image,
@@ -275,7 +281,8 @@ def stream_partition(job: ContainerJob, binary: bool, delimiter: bytes | None,
     watch(job.temporary_directory_parent or tempfile.gettempdir())  # the watchdog, for SIGKILL
     with job.mounted_volumes() as volumes:
         spec = job.spec(volumes, f"{temp_prefix()}stream-{uuid.uuid4().hex[:8]}")
-        stdout = run_streaming(spec, encode_records(items, delimiter))
+        stream = run_streaming_warm if job.reuse else run_streaming
+        stdout = stream(spec, encode_records(items, delimiter))
         try:
             if binary or delimiter is None:
                 yield from split_records(stdout, delimiter)

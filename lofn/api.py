@@ -131,10 +131,14 @@ class DockerPipe:
             fresh container, saving the start-up of one container per
             partition: lofn's runner, the container's main process, runs each
             partition's command with ``sh -c`` and then kills every process it
-            started. The shared directory is emptied between partitions;
+            started (:meth:`pipe` streams by an ``exec`` instead, and a
+            container its command left a process in is not used again). The
+            shared directory is emptied between partitions;
             anything else a tool leaves in the container (files outside
             ``/shared/``, caches) is seen by the next partition, so do not
-            use it for such tools. A container is
+            use it for such tools, nor for commands or data you do not
+            trust when the container's user can write the image's files
+            (root: see the security page). A container is
             discarded after a failure; all are removed when the worker ends.
         result_cache: a directory (absolute, shared by all executors) or an
             ``hdfs:///path`` where the output of each container that works on

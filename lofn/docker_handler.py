@@ -366,11 +366,19 @@ def attach(client, spec: ContainerSpec, container, what: str,
     """
     attached = client.api.attach_socket(
         str(container.id), params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    return hijacked(attached, spec, what, instead)
+
+
+def hijacked(attached, spec: ContainerSpec, what: str, instead: str) -> tuple[Any, socket.socket]:
+    """docker-py's file object of a hijacked connection and a socket on a duplicate, as
+    :func:`attach` returns them; over TLS or SSH ``what`` is refused."""
     if hasattr(attached, "sendall"):
         attached.close()
         raise _failure(spec, f"{what} needs a unix socket or plain TCP connection to the "
                              f"Docker engine; {_engine.address()} uses TLS or SSH: {instead}")
-    return attached, socket.socket(fileno=os.dup(attached.fileno()))
+    connection = socket.socket(fileno=os.dup(attached.fileno()))
+    connection.setblocking(True)  # an exec's connection comes non-blocking, from its timeout
+    return attached, connection
 
 
 def _warm_key(spec: ContainerSpec) -> tuple:
@@ -378,11 +386,15 @@ def _warm_key(spec: ContainerSpec) -> tuple:
     return (os.getpid(), spec.image, json.dumps(spec.volumes, sort_keys=True), options)
 
 
-def _discard(key: tuple, flight: _engine.Flight) -> None:
-    runner = _warm.pop(key, None)
-    if runner is not None:
-        runner.close()
-        _engine.remove(runner.container, flight)
+def discard_warm(key: tuple, flight: _engine.Flight, runner: _Runner | None = None) -> None:
+    """Remove ``runner`` (by default the one kept under ``key``), and forget it if kept."""
+    kept = _warm.get(key)
+    if kept is not None and (runner is None or kept is runner):
+        del _warm[key]
+    gone = runner or kept
+    if gone is not None:
+        gone.close()
+        _engine.remove(gone.container, flight)
 
 
 def _forget_warm() -> None:
@@ -396,7 +408,7 @@ def _forget_warm() -> None:
 _engine.when_lost(_forget_warm)
 
 
-def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
+def warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
     """(key, runner) of this worker's container for ``spec``'s image, mounts and options."""
     key = _warm_key(spec)
     runner = _warm.get(key)
@@ -410,14 +422,14 @@ def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
             "warm container %s has stopped%s; starting a new one", runner.id[:12],
             " (its runner refused a request that was not lofn's, written by a partition's "
             "command)" if refused else "")
-        _discard(key, flight)
+        discard_warm(key, flight)
     elif runner is not None:
         _warm.move_to_end(key)
         return key, runner
     for stale in [k for k in _warm if k[0] != os.getpid()]:  # inherited over a fork
         _warm.pop(stale).close()  # this process's copies; the parent's connection stays
     while len(_warm) >= MAX_WARM:
-        _discard(next(iter(_warm)), flight)
+        discard_warm(next(iter(_warm)), flight)
     ensure_image(client, spec.image, spec.pull, spec.partition)  # a kept one has it
     kwargs = spec.create_kwargs()
     # stdin_open (not detached) also sets StdinOnce: the runner's stdin closes with
@@ -437,7 +449,7 @@ def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
     except BaseException as exc:
         try:
             if key in _warm:
-                _discard(key, flight)
+                discard_warm(key, flight)
             else:
                 _engine.remove(container, flight)
         finally:
@@ -446,6 +458,14 @@ def _warm_runner(client, spec: ContainerSpec, flight: _engine.Flight) -> tuple:
                                      f"{exc.explanation or exc}") from exc
         raise
     return key, _warm[key]
+
+def warm_command(spec: ContainerSpec) -> str:
+    """``spec.command`` as a warm container runs it: the runner is the main process, so
+    an ``--entrypoint`` goes in front of the command."""
+    entrypoint = spec.options.get("entrypoint")
+    return (shlex.join([*shlex.split(entrypoint), "sh", "-c", spec.command]) if entrypoint
+            else spec.command)
+
 
 def run_in_warm_container(spec: ContainerSpec) -> None:
     """Run ``spec.command`` by the runner of this worker's long-lived container.
@@ -456,11 +476,9 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
     Same errors as :func:`run_container`.
     """
     client = get_client()
-    entrypoint = spec.options.get("entrypoint")
-    command = (shlex.join([*shlex.split(entrypoint), "sh", "-c", spec.command]) if entrypoint
-               else spec.command)  # the runner is the main process: the entrypoint goes here
+    command = warm_command(spec)
     with _engine.in_flight(spec.partition, "checking the image") as flight:
-        key, runner = _warm_runner(client, spec, flight)
+        key, runner = warm_runner(client, spec, flight)
         stderr = StderrTail()
         deadline = Deadline(spec.timeout, runner.container.kill)
         try:
@@ -479,7 +497,7 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
         try:
             raise failure
         finally:  # the failure stays the task's error, whatever the removal meets
-            _discard(key, flight)
+            discard_warm(key, flight, runner)
 
 
 def _runner_gone(spec: ContainerSpec, container, stderr: str) -> DockerFailure:

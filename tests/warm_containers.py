@@ -44,3 +44,23 @@ def containers_left(client, app: str, wait: float = 30.0) -> int:
             and time.monotonic() < deadline:
         time.sleep(0.2)
     return len(client.api.containers(all=True, filters={"label": f"lofn.app={app}"}))
+
+
+def failure_report(exc: BaseException) -> dict:
+    """What a job reports of a failed Spark job: lofn's error class, exit code and stderr."""
+    from lofn.errors import from_spark_error
+
+    failure = from_spark_error(exc)
+    return {"error": type(failure).__name__, "exit_code": getattr(failure, "exit_code", None),
+            "stderr": getattr(failure, "stderr", None)}
+
+
+def error_and_seconds(call) -> tuple[str | None, float]:
+    """Run ``call``: the class name of the lofn error it raised (``None``), and its seconds."""
+    started = time.monotonic()
+    try:
+        call()
+        error = None
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        error = failure_report(exc)["error"]
+    return error, time.monotonic() - started

@@ -341,6 +341,9 @@ def test_word_count_binary_failure_and_reuse_on_podman(podman_service, session_t
     assert reuse["same_result"], "reuse mode (exec) gave a different word count"
     assert reuse["after_failure"] == summary["lines"], "reuse mode after a failure lost lines"
     assert reuse["warm_containers"] >= 1, reuse
+    # each partition sorted in its container, streamed through stdin and stdout
+    piped = summary["pipe"]
+    assert piped["fresh"] == piped["reuse"] == piped["expected"], piped
 
     assert summary["left_containers"] == [], f"left in Podman: {summary['left_containers']}"
     assert summary["left_temp_entries"] == [], summary["left_temp_entries"]

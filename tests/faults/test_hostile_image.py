@@ -163,3 +163,17 @@ def test_a_partition_cannot_send_the_runner_requests(busybox, session_tmp):
         assert report["lines"] == rows, report
     assert report["after"] == rows
     assert report["left"] == 0
+
+
+PIPE_JOB = Path(__file__).parent / "jobs" / "hostile_pipe_job.py"
+
+
+def test_a_pipe_command_cannot_forge_the_next_partitions_output(busybox, session_tmp):
+    """Partition 0 of a pipe() in a warm container leaves a process writing FORGED into the
+    stdout of every other process in the container; partition 1 must not stream through it."""
+    result = subprocess.run([sys.executable, str(PIPE_JOB), busybox], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "TMPDIR": session_tmp})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["records"] == ["hostile", "row 1", "next", "row 3"]
+    assert report["left"] == 0

@@ -53,3 +53,39 @@ def test_the_runner_runs_commands_exactly_as_a_fresh_container_does(busybox, ses
     assert report["timeout"] == "ContainerTimeout"
     assert report["warm"] == report["after_stop"] == [str(n) for n in range(8)]
     assert report["left"] == 0
+
+
+WARM_PIPE_JOB = Path(__file__).parent / "jobs" / "warm_pipe_job.py"
+
+
+def test_pipe_streams_through_warm_containers_as_through_fresh_ones(busybox, session_tmp):
+    """Quoting, user, environment, workdir, entrypoint, binary and text records, a failure's
+    stderr tail; a pipe of a pipe; many partitions in one warm container; a command that
+    leaves a process or times out gets its container replaced; nothing left."""
+    result = subprocess.run([sys.executable, str(WARM_PIPE_JOB), busybox], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "TMPDIR": session_tmp})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for case in ("quoting", "context", "user", "entrypoint", "binary", "sort", "fail"):
+        assert report[f"{case}/reuse"] == report[f"{case}/fresh"], case
+    text = ["plain", "日本語 é", "tab\there", "", "it's \"q\" $HOME \\n"] * 3
+    assert report["quoting/reuse"]["records"] == [
+        "it's", "$HOME", "a\\b", "tab\tthere", "日本語 é", "%s %b \\c", "$NOT \\n 'x'", *text]
+    assert report["context/reuse"]["records"][2:] == ["/tmp", "a b$c 'q'", "15"]
+    assert report["user/reuse"]["records"][0] == "1234"
+    assert report["entrypoint/reuse"]["records"][0] == "set"
+    assert report["binary/reuse"]["records"] == [10240 + 4 + (3 << 20), True]
+    assert report["sort/reuse"]["records"] == [f"{i:05d}" for i in range(1, 20001)]
+    assert report["fail/reuse"]["exit_code"] == 7
+    assert report["fail/reuse"]["stderr"].splitlines()[-2:] == ["first line", "last: é"]
+    # a warm container for each image and options of the cases, plus one after the failure
+    assert report["cases_containers"] <= len(report) // 2
+    half = len(text) // 2
+    assert report["chained"]["reuse"] == report["chained"]["fresh"] == [
+        *sorted(text[:half]), *sorted(text[half:])]
+    assert report["many"] == 1200 and report["many_containers"] == 1
+    # each of the 4 partitions left a process: 4 containers, one each, outputs intact
+    assert report["leftover"] == ["0", "1", "2", "3"] and report["leftover_containers"] == 4
+    assert report["timeout"] == "ContainerTimeout" and report["timeout_seconds"] < 50
+    assert report["after_timeout"] == ["a", "b"]
+    assert report["left"] == 0

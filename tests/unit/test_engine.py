@@ -289,7 +289,7 @@ def test_reuse_mode_forgets_its_warm_containers_when_the_engine_is_lost(pending)
 
 def test_a_warm_container_found_stopped_is_replaced(pending):
     """After an engine restart while the worker was idle, the kept container is not running."""
-    from lofn.docker_handler import ContainerSpec, _warm_key, _warm_runner
+    from lofn.docker_handler import ContainerSpec, _warm_key, warm_runner
 
     class Warm:
         def __init__(self, name):
@@ -332,10 +332,10 @@ def test_a_warm_container_found_stopped_is_replaced(pending):
     client = Client()
     try:
         flight = _engine.Flight("checking the image")
-        _, runner = _warm_runner(client, spec, flight)
+        _, runner = warm_runner(client, spec, flight)
         assert old.removed and runner.container is client.made[0] and not runner.closed()
         assert docker_handler._warm[_warm_key(spec)] is runner and len(client.made) == 1
-        assert _warm_runner(client, spec, flight)[1] is runner  # kept while it runs
+        assert warm_runner(client, spec, flight)[1] is runner  # kept while it runs
         assert client.ends[0].recv(64) == runner._key.encode() + b"\n"  # its key first
     finally:
         for runner in docker_handler._warm.values():

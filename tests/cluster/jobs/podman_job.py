@@ -133,6 +133,11 @@ def main() -> None:
                             "after_failure": warm.map(sc.parallelize(lines, 2), image,
                                                       "cat /shared/input.txt > /shared/output.txt",
                                                       docker_options=options).count()}
+        # streaming: fresh containers, and an exec in the warm ones
+        summary["pipe"] = {mode: tool.pipe(rdd, image, "sort", docker_options=options).collect()
+                           for mode, tool in (("fresh", pipe), ("reuse", warm))}
+        summary["pipe"]["expected"] = [line for part in rdd.glom().collect()
+                                       for line in sorted(part)]
     finally:
         stop.set()
         if watcher.is_alive():

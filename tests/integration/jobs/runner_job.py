@@ -11,14 +11,17 @@ non-ASCII text, read stdin, and write the runner's answer line themselves.
 import json
 import os
 import sys
-import time
 
 from pyspark import SparkConf, SparkContext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 from lofn.api import DockerPipe
-from lofn.errors import from_spark_error
-from tests.warm_containers import WarmContainers, containers_left
+from tests.warm_containers import (
+    WarmContainers,
+    containers_left,
+    error_and_seconds,
+    failure_report,
+)
 
 QUOTING = ("printf '%s\\n' \"it's\" '$HOME' \"a\\\\b\" 'tab\tthere' \"日本語 é\" '%s %b \\c'"
            " > /shared/output.txt\n"
@@ -58,21 +61,13 @@ for name, (command, extra) in CASES.items():
                            docker_options=options + extra).collect()
             report[f"{name}/{mode}"] = {"lines": out}
         except Exception as exc:  # noqa: BLE001 - reported to the test
-            failure = from_spark_error(exc)
-            report[f"{name}/{mode}"] = {"error": type(failure).__name__,
-                                        "exit_code": getattr(failure, "exit_code", None),
-                                        "stderr": getattr(failure, "stderr", None)}
+            report[f"{name}/{mode}"] = failure_report(exc)
 
 # a timeout discards the warm container; the next partition runs in a new one
 reuse = pipes["reuse"]
-started = time.monotonic()
-try:
-    reuse.map(sc.parallelize(["x"], 1), image, "sleep 60", timeout=2,
-              docker_options=options).collect()
-    report["timeout"] = None
-except Exception as exc:  # noqa: BLE001 - expected
-    report["timeout"] = type(from_spark_error(exc)).__name__
-report["timeout_seconds"] = time.monotonic() - started
+report["timeout"], report["timeout_seconds"] = error_and_seconds(
+    lambda: reuse.map(sc.parallelize(["x"], 1), image, "sleep 60", timeout=2,
+                      docker_options=options).collect())
 # a warm container stopped while the worker was idle is replaced
 warm = reuse.map(sc.parallelize(range(8), 4), image, "cat /shared/input.txt > /shared/output.txt",
                  docker_options=options).collect()
