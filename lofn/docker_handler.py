@@ -85,9 +85,11 @@ class ContainerSpec:
         Safe defaults unless the options say otherwise: the caller's uid:gid,
         every capability dropped (unless ``--cap-drop`` is given; ``--cap-add``
         adds back), ``no-new-privileges`` (unless ``--security-opt`` sets it);
-        ``--privileged`` turns off both.
+        ``--privileged`` turns off both; at most
+        :data:`~lofn.options.DEFAULT_PIDS_LIMIT` processes (``--pids-limit``).
         """
         kwargs = dict(self.options)
+        kwargs.setdefault("pids_limit", options.DEFAULT_PIDS_LIMIT)
         if not kwargs.get("privileged"):  # --privileged asks for everything: no defaults
             kwargs.setdefault("cap_drop", ["ALL"])
             security = list(kwargs.get("security_opt", []))
@@ -270,7 +272,7 @@ READ_SIZE = 1 << 16
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _-./=:,+@%")
 _ESCAPES = [bytes([byte]) if byte in _SAFE else b"\\0%03o" % byte for byte in range(256)]
 #: Seconds lofn watches whether the engine goes away after it stopped a warm container.
-ENGINE_STOP_GRACE = 3.0
+ENGINE_STOP_GRACE = 10.0  # dockerd stopping took over 3 s after its containers in a loaded CI run
 _warm: collections.OrderedDict = collections.OrderedDict()  # (pid, key) -> _Runner
 
 

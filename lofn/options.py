@@ -37,11 +37,14 @@ from lofn import _options
 from lofn.errors import InvalidArgument, InvalidArgumentType
 from lofn.tmp_file_handler import check_file_name
 
-__all__ = ["BINARY_INPUTS_LIST", "MAX_FAN_IN", "PULL_POLICIES", "CallOptions", "Default",
-           "PipeOptions", "command_line_options"]
+__all__ = ["BINARY_INPUTS_LIST", "DEFAULT_PIDS_LIMIT", "MAX_FAN_IN", "PULL_POLICIES",
+           "CallOptions", "Default", "PipeOptions", "command_line_options"]
 
 #: The values of ``image_pull``.
 PULL_POLICIES = ("never", "missing", "always")
+#: Processes (and threads) a container may have unless ``--pids-limit`` says otherwise
+#: (``-1``: no limit): a fork bomb stops there, not at the host's limit.
+DEFAULT_PIDS_LIMIT = 4096
 #: Default bound on how many blocks one ``reduce`` container merges at once, and the
 #: most files one ``reduce_binary`` container merges.
 MAX_FAN_IN = 32

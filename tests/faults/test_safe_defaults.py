@@ -90,3 +90,23 @@ def test_memory_and_cpu_limits_when_asked(sc, pipe, busybox):
                    docker_options=["--memory", "64m", "--cpus", "1.5"]).collect()
     memory, quota, period = map(int, out[0].split())
     assert memory == 64 << 20 and quota / period == 1.5
+
+
+# The limit, read from its cgroup file (v2, or v1's pids controller); then a subshell
+# starts 20 background sleeps (it exits at the first fork that fails: busybox sh stops
+# there) and the shell counts the processes with its own glob, which needs no fork
+FORK_20 = ("if [ -f /sys/fs/cgroup/pids.max ]; then read limit < /sys/fs/cgroup/pids.max;"
+           " else read limit < /sys/fs/cgroup/pids/pids.max; fi;"
+           " (i=0; while [ $i -lt 20 ]; do sleep 5 & i=$((i + 1)); done) 2>/dev/null;"
+           " set -- /proc/[0-9]*; echo \"$limit $#\" > /shared/output.txt")
+
+
+@pytest.mark.parametrize(("options", "limit"), [([], "4096"), (["--pids-limit", "8"], "8")])
+def test_a_container_may_start_only_so_many_processes(sc, pipe, busybox, options, limit):
+    out = pipe.map(sc.parallelize(["-"], 1), busybox, FORK_20, docker_options=options).collect()
+    found, processes = out[0].split()
+    assert found == limit
+    if limit == "8":
+        assert int(processes) <= 8  # the fork bomb stopped at the limit
+    else:
+        assert int(processes) >= 21  # the shell and its 20 sleeps

@@ -17,11 +17,13 @@ def test_defaults_run_sh_c_as_the_callers_user_with_labels():
     assert kwargs["labels"]["lofn"] == "1" and kwargs["labels"]["lofn.app"] == "a"
     assert kwargs["labels"]["lofn.pid"] == str(os.getpid())
     assert kwargs["labels"]["lofn.pidns"] == os.readlink("/proc/self/ns/pid")
+    assert kwargs["pids_limit"] == 4096
 
 
 def test_user_entrypoint_and_user_override_the_defaults():
-    kwargs = ContainerSpec("img", "cmd", options={"entrypoint": "/bin/tini", "user": "7"}
-                           ).create_kwargs()
+    kwargs = ContainerSpec("img", "cmd", options={"entrypoint": "/bin/tini", "user": "7",
+                                                  "pids_limit": -1}).create_kwargs()
+    assert kwargs["pids_limit"] == -1
     assert kwargs["entrypoint"] == "/bin/tini"
     assert kwargs["command"] == ["sh", "-c", "cmd"]
     assert kwargs["user"] == "7"
