@@ -218,18 +218,19 @@ def run_pipeline(sc, reads_1: str, reads_2: str, ref_dir: str, partitions: int =
             one = sc.parallelize([bam_dir], 1)
             with merge.map_binary(one, image, merge_command(merge_threads),
                                   docker_options=options) as merged_dir:
-                return read_merged(sc, merged_dir)
+                return read_merged(sc, merge, merged_dir)
     finally:
         sc.setJobDescription(None)
 
 
-def read_merged(sc, directory: str) -> bytes:
-    """The merged BAM from the merge's ``map_binary`` directory (its one file).
+def read_merged(sc, pipe, directory: str) -> bytes:
+    """The merged BAM from ``pipe.map_binary``'s directory (its one file).
 
     On YARN the directory is on HDFS, read through Spark; on local and
-    standalone masters it is on the driver, read as a file.
+    standalone masters it is on the driver, read as a file. ``pipe`` says
+    which master it made the directory for.
     """
-    if sc.master.startswith("yarn"):
+    if pipe.master_type == "yarn":
         return sc.binaryFiles(directory).values().first()
     [name] = os.listdir(directory)
     with open(os.path.join(directory, name), "rb") as handle:
