@@ -10,6 +10,12 @@ containers (label ``lofn.pid=<pid>``) and its temp directories
 (``lofn-<pid>-*`` in every parent the worker registered). When the worker
 ends normally there is nothing left to remove and the watchdog just exits.
 
+A worker may die after the engine took a create request and before it
+answered: the container appears after the watchdog has looked. So the
+worker tells its watchdog of every creation it starts and of its outcome,
+and a watchdog whose worker died with a creation under way waits for that
+container (up to :data:`CREATION_SECONDS`) to remove it too.
+
 A worker and its watchdog killed at once (the OOM killer, ``kill -9`` of a
 process group) leave their containers behind; so every new watchdog, that
 is the first lofn task of every worker, first removes this host's lofn
@@ -39,8 +45,13 @@ def temp_prefix(pid: int | None = None) -> str:
     return f"lofn-{os.getpid() if pid is None else pid}-"
 
 
-#: What a worker tells its watchdog once it makes containers (a line that is not a path).
-MAKES_CONTAINERS = "makes containers"
+#: What a worker tells its watchdog, a line each: a parent of its temp directories
+#: (``parent <path>``), a container creation it starts (``creating``) and its
+#: outcome (``created <id>``, or ``created`` when the engine made none).
+PARENT, CREATING, CREATED = "parent ", "creating", "created"
+#: Seconds a watchdog waits for a container whose creation was under way when its
+#: worker died: the Docker SDK's API timeout, the longest the worker would have waited.
+CREATION_SECONDS = 60.0
 
 
 def watch(parent: str) -> None:
@@ -53,27 +64,35 @@ def watch(parent: str) -> None:
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
             start_new_session=True, close_fds=True)
         _watchdog = (os.getpid(), process, set())
-    _tell(parent)
+    if parent not in _watchdog[2]:
+        _tell(PARENT + parent)
+        _watchdog[2].add(parent)
 
 
-def makes_containers() -> None:
-    """Tell this worker's watchdog, if it has one, that the worker makes containers.
+def creating() -> None:
+    """Tell this worker's watchdog, if it has one, that a container creation starts.
 
-    When the worker ends and the engine does not answer, such a watchdog
-    waits for it (an engine that restarts) to remove them.
+    If the worker dies before :func:`created`, the watchdog waits for the
+    container to remove it. A worker that made containers also has its
+    watchdog wait for an engine that does not answer (one that restarts).
     """
-    if _watchdog is not None and _watchdog[0] == os.getpid():
-        _tell(MAKES_CONTAINERS)
+    _tell(CREATING)
+
+
+def created(container_id: str = "") -> None:
+    """Tell this worker's watchdog the engine answered: it made ``container_id``, or none."""
+    _tell(f"{CREATED} {container_id}".rstrip())
 
 
 def _tell(line: str) -> None:
-    assert _watchdog is not None
-    _, process, told = _watchdog
-    if line not in told:
-        stdin = cast(IO[bytes], process.stdin)  # stdin=PIPE above
+    if _watchdog is None or _watchdog[0] != os.getpid():
+        return
+    stdin = cast(IO[bytes], _watchdog[1].stdin)  # stdin=PIPE above
+    try:
         stdin.write(line.encode() + b"\n")
         stdin.flush()
-        told.add(line)
+    except OSError:  # a killed watchdog; the next watch() starts another
+        pass
 
 
 def pid_namespace() -> str:
@@ -200,14 +219,41 @@ def _when_engine_answers(action):
             time.sleep(_engine.RETRY_INTERVAL)
 
 
+def _await_creations(unanswered: int, made: set[str], removed: list[str],
+                     containers) -> list[str]:
+    """Remove the worker's containers until ``unanswered`` ones it was not told of are gone.
+
+    Those are creations the engine had not answered when the worker died;
+    they are waited for :data:`CREATION_SECONDS` at most (the engine may
+    also never have received the request).
+    """
+    deadline = time.monotonic() + CREATION_SECONDS
+    found: list[str] = []
+    while len([i for i in removed if i not in made]) < unanswered:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(_engine.RETRY_INTERVAL)
+        try:
+            found += containers()
+        except _engine.NOT_ANSWERING:
+            pass
+    return found
+
+
 def main() -> None:
     pid = int(sys.argv[1])
     _attempt("removed stray containers of workers no longer running", sweep_strays)
-    told = {line.strip() for line in sys.stdin if line.strip()}  # until the worker is gone
-    parents = told - {MAKES_CONTAINERS}
+    said = [line.rstrip("\n") for line in sys.stdin]  # until the worker is gone
+    parents = {line[len(PARENT):] for line in said if line.startswith(PARENT)}
+    answers = [line.split(" ")[1:] for line in said if line.split(" ")[0] == CREATED]
+    made = {words[0] for words in answers if words}
+    unanswered = said.count(CREATING) - len(answers)
+    removed: list[str] = []
 
     def containers() -> list[str]:
-        return [container["Id"][:12] for container in _remove_containers(owner_labels(pid))]
+        ids = [container["Id"] for container in _remove_containers(owner_labels(pid))]
+        removed.extend(ids)
+        return [container_id[:12] for container_id in ids]
 
     ended = f"worker {pid} has ended; removed its containers"
     failure = _attempt(ended, containers)
@@ -215,10 +261,12 @@ def main() -> None:
              lambda: remove_temp_directories(pid, parents))
     # An engine that went away (stopped, restarting) may come back with the worker's
     # containers; a worker that made none has nothing to wait for.
-    if MAKES_CONTAINERS in told and isinstance(failure, _engine.NOT_ANSWERING):
+    if CREATING in said and isinstance(failure, _engine.NOT_ANSWERING):
         _attempt(f"{ended} once the Docker engine answered again",
                  lambda: _when_engine_answers(containers))
-
+    if unanswered > 0:
+        _attempt(f"{ended} whose creation was under way",
+                 lambda: _await_creations(unanswered, made, removed, containers))
 
 if __name__ == "__main__":
     main()

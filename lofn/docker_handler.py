@@ -23,7 +23,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from lofn import _engine, _options, options
 from lofn._engine import Deadline, StderrTail, logs_tail
-from lofn._reaper import makes_containers, owner_labels
+from lofn._reaper import created, creating, owner_labels
 from lofn.errors import (
     ContainerTimeout,
     DockerFailure,
@@ -212,18 +212,21 @@ def _create(client, spec: ContainerSpec, kwargs: dict, flight: _engine.Flight):
     The container, by name before (the engine may make it and not answer)
     and by ID after, joins what ``flight`` removes if the engine is lost.
     """
-    makes_containers()  # the watchdog then waits for a lost engine, to remove them
     if kwargs.get("name"):
         flight.containers.append(kwargs["name"])
+    creating()  # a watchdog whose worker dies before the answer waits for the container
     try:
         container = client.containers.create(spec.image, **kwargs)
     except ImageNotFound as exc:
+        created()
         raise ImageUnavailable(f"image {spec.image!r} is not present on host "
                                f"{os.uname().nodename}", image=spec.image,
                                partition=spec.partition) from exc
     except APIError as exc:
+        created()
         raise _failure(spec, f"the Docker engine refused to create the container: "
                              f"{exc.explanation or exc}") from exc
+    created(container.id)
     flight.containers.append(container.id)
     return container
 

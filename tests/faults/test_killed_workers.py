@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -98,3 +101,104 @@ def test_worker_killed_with_its_watchdog_is_swept_by_the_next_watchdog(busybox, 
     while left() or left_dirs():
         assert time.monotonic() < deadline, f"not removed: {left()} {left_dirs()}"
         time.sleep(0.2)
+
+
+class CreateHoldingRelay:
+    """A relay to the Docker engine's socket that holds back container creations.
+
+    Everything else passes at once. A ``POST .../containers/create`` is held
+    until :attr:`release` is set, then sent on even if its client has died
+    meanwhile, as a request the engine had already received would be.
+    :attr:`held` is set when one arrives; :attr:`listed` when the engine has
+    answered a container listing filtered on ``lofn.pid=<listed_pid>``.
+    """
+
+    def __init__(self, path: str, listed_pid: int | None = None) -> None:
+        self.path = path
+        self.listed_pid = listed_pid
+        self.held, self.release, self.listed = (threading.Event(), threading.Event(),
+                                                threading.Event())
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect("/var/run/docker.sock")
+            listing = threading.Event()
+            threading.Thread(target=self._requests, args=(client, engine, listing),
+                             daemon=True).start()
+            threading.Thread(target=self._answers, args=(engine, client, listing),
+                             daemon=True).start()
+
+    def _requests(self, client, engine, listing) -> None:
+        while chunk := self._receive(client):
+            line = urllib.parse.unquote(chunk.split(b"\r\n", 1)[0].decode("latin-1"))
+            if line.startswith("POST ") and "/containers/create" in line:
+                self.held.set()
+                self.release.wait()
+            if (line.startswith("GET ") and "/containers/json" in line
+                    and f"lofn.pid={self.listed_pid}" in line):
+                listing.set()
+            engine.sendall(chunk)
+        engine.shutdown(socket.SHUT_WR)  # the client is gone: the engine reads end-of-file
+
+    def _answers(self, engine, client, listing) -> None:
+        while chunk := self._receive(engine):
+            if listing.is_set():
+                self.listed.set()
+            with contextlib.suppress(OSError):  # a dead client: the answer goes nowhere
+                client.sendall(chunk)
+        with contextlib.suppress(OSError):
+            client.close()
+
+    @staticmethod
+    def _receive(sock) -> bytes:
+        try:
+            return sock.recv(65536)
+        except OSError:
+            return b""
+
+    def close(self) -> None:
+        self.release.set()
+        self.listener.close()
+
+
+def test_worker_killed_while_the_engine_creates_its_container_leaves_nothing(
+        busybox, docker_client, session_tmp, tmp_path):
+    # The engine takes the create request, the worker dies before the answer, the
+    # watchdog lists the worker's containers and finds none yet; only then does the
+    # engine make the container. The watchdog knows a creation was under way, so it
+    # waits for that container and removes it.
+    relay = CreateHoldingRelay(str(tmp_path / "docker.sock"))
+    env = dict(os.environ, DOCKER_HOST=f"unix://{relay.path}")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, session_tmp, busybox], env=env)
+    try:
+        relay.listed_pid = holder.pid
+        assert relay.held.wait(60), "the holder never asked for its container"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert relay.listed.wait(30), "the watchdog never listed the worker's containers"
+        relay.release.set()
+
+        def left():
+            return docker_client.api.containers(all=True,
+                                                filters={"label": f"lofn.pid={holder.pid}"})
+
+        deadline = time.monotonic() + 30
+        while not left() and time.monotonic() < deadline:  # the engine makes it now
+            time.sleep(0.1)
+        containers, entries = wait_until_clean(docker_client, seconds=30)
+        assert left() == [] and containers == [] and entries == []
+    finally:
+        holder.kill()
+        relay.close()
+        for container in docker_client.api.containers(
+                all=True, filters={"label": f"lofn.pid={holder.pid}"}):
+            docker_client.api.remove_container(container["Id"], force=True)

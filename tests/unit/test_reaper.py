@@ -31,7 +31,7 @@ def test_a_failed_step_or_a_closed_stderr_does_not_stop_the_next_step(tmp_path, 
     assert not owned.exists() and other.exists()  # only pid 123's, not pid 1234's
 
 
-def _watchdog(monkeypatch, sweep, removals, told=_reaper.MAKES_CONTAINERS + "\n"):
+def _watchdog(monkeypatch, sweep, removals, told="creating\ncreated abc\n"):
     """Run the watchdog's main() for worker 123, which has ended; return the removal calls."""
     import io
 
@@ -73,5 +73,18 @@ def test_the_watchdog_does_not_wait_when_its_worker_made_no_container(monkeypatc
         raise DockerUnavailable("cannot reach the Docker engine")
 
     calls = _watchdog(monkeypatch, down, [DockerUnavailable("cannot reach the Docker engine")],
-                      told="/tmp\n")
+                      told="parent /tmp\n")
+    assert len(calls) == 1
+
+
+def test_the_watchdog_waits_for_a_container_whose_creation_was_under_way(monkeypatch):
+    # the worker died between asking for a container and the engine's answer: the
+    # container appears after the first look, and is removed then
+    calls = _watchdog(monkeypatch, lambda: [], [[{"Id": "made"}], [], [{"Id": "late"}]],
+                      told="creating\ncreated made\ncreating\n")
+    assert len(calls) == 3
+
+
+def test_the_watchdog_does_not_wait_for_a_creation_the_engine_answered(monkeypatch):
+    calls = _watchdog(monkeypatch, lambda: [], [[]], told="creating\ncreated\n")
     assert len(calls) == 1
