@@ -10,6 +10,9 @@ which go one after the other). Each repetition times, in a rotating order:
 - ``rdd_pipe``: ``rdd.pipe("docker run -i --rm IMAGE cat").count()``
 - ``bare_cli``: N times ``docker run --rm -v TMP:/shared IMAGE sh -c 'cat ...'``
 - ``bare_sdk``: N times create/start/wait/remove of the same through the Docker SDK
+- ``lofn_fresh_traced`` / ``lofn_reuse_traced``: the same with ``trace=`` a directory
+  in the temp root: what the trace (a cgroup meter and a record file per
+  container) costs
 - ``reuse_first``: a one-partition reuse-mode job whose options are new
   (``--env LOFN_BENCH_WARM=<rep>``), so its task starts a warm container: the
   one-time start, apart from the steady state of ``lofn_reuse``
@@ -27,7 +30,10 @@ wall time / N for the bare ones; and, as a cross-check, (job time -
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 
 from common import (IMAGE, LOFN_OPTIONS, NETWORK, TRIVIAL, bare_partition, bare_run_cli,
                     bare_run_sdk, identity, log, now, pipe_command, spark_context,
@@ -56,6 +62,9 @@ def main() -> None:
         rdd = sc.parallelize(range(n), n)
         fresh = DockerPipe(SparkConf())
         warm = DockerPipe(SparkConf(), reuse_containers=True)
+        trace = tempfile.mkdtemp(prefix="lofnbench-trace-")
+        fresh_traced = DockerPipe(SparkConf(), trace=trace)
+        warm_traced = DockerPipe(SparkConf(), reuse_containers=True, trace=trace)
 
         def spark_job(make, data):
             """Run the job; return the seconds its tasks spent pulling their partitions."""
@@ -74,6 +83,10 @@ def main() -> None:
             "spark_python": lambda data: data.mapPartitions(identity),
             "lofn_fresh": lambda data: fresh.map(data, IMAGE, TRIVIAL, docker_options=LOFN_OPTIONS),
             "lofn_reuse": lambda data: warm.map(data, IMAGE, TRIVIAL, docker_options=LOFN_OPTIONS),
+            "lofn_fresh_traced": lambda data: fresh_traced.map(data, IMAGE, TRIVIAL,
+                                                               docker_options=LOFN_OPTIONS),
+            "lofn_reuse_traced": lambda data: warm_traced.map(data, IMAGE, TRIVIAL,
+                                                              docker_options=LOFN_OPTIONS),
             "rdd_pipe": lambda data: data.pipe(PIPE_COMMAND, checkCode=True),
             "spark_sdk": lambda data: data.mapPartitions(bare_partition),
         }
@@ -111,9 +124,11 @@ def main() -> None:
                 for name in names))
     finally:
         sc.stop()
+    records = len(os.listdir(trace))
+    shutil.rmtree(trace)
     write_json(args.out, {"partitions": n, "master": "local[1]", "apps": [app],
                           "network": NETWORK, "pipe_command": PIPE_COMMAND,
-                          "samples": samples, "in_task": in_task})
+                          "samples": samples, "in_task": in_task, "trace_records": records})
 
 
 if __name__ == "__main__":

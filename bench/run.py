@@ -156,6 +156,13 @@ def overhead_rows(table: Table, data: dict) -> None:
         per["first"] = list(inside["reuse_first"])  # one partition: not divided by N
         table.row("reuse mode: a warm container's one-time start (its first partition)",
                   sec("first"), f"{ratio('first', 'cli'):.2f}x CLI")
+    if "lofn_fresh_traced" in inside:
+        for mode in ("fresh", "reuse"):
+            per[f"{mode}_traced"] = [t / n for t in inside[f"lofn_{mode}_traced"]]
+            cost = median([a - b for a, b in zip(per[f"{mode}_traced"], per[mode])]) * 1000
+            table.judge(f"lofn map, {mode} mode, with trace= (cost: traced - untraced)",
+                        sec(f"{mode}_traced"), cost, "<=", 5, unit=" ms",
+                        ratio_text=f"{cost:+.1f} ms ({ratio(f'{mode}_traced', mode):.2f}x)")
     table.row("Spark `rdd.pipe(\"docker run -i --rm ...\")`", sec("pipe"),
               f"{ratio('pipe', 'cli'):.2f}x CLI")
     table.row("Spark tasks each doing the bare SDK run (lofn's job minus lofn)",

@@ -30,6 +30,7 @@ from lofn import _engine
 from lofn._engine import Deadline, StderrTail
 from lofn.docker_handler import (
     ContainerSpec,
+    Metering,
     _create,
     _exit_failure,
     _failure,
@@ -40,6 +41,7 @@ from lofn.docker_handler import (
     get_client,
     hijacked,
     warm_command,
+    warm_metered,
     warm_runner,
 )
 from lofn.tmp_file_handler import decode_text
@@ -76,14 +78,16 @@ def run_streaming(spec: ContainerSpec,
         # stdout to a log file, as JSON: three times the time of the stream itself
         kwargs.setdefault("log_config", {"Type": "none", "Config": {}})
         container = _create(client, spec, kwargs, flight)
+        metering = Metering(spec, container)
         try:
             flight.step = "attaching to the container"
             attached, connection = attach(client, spec, container, "streaming (pipe)",
                                           "use map, which works over any connection")
             yield from _exchange(spec, container, (attached, connection), chunks,
-                                 container.start, lambda: container.wait().get("StatusCode"),
+                                 metering.start, lambda: container.wait().get("StatusCode"),
                                  flight)
         finally:
+            metering.finish()
             _engine.remove(container, flight)
 
 
@@ -116,8 +120,9 @@ def run_streaming_warm(spec: ContainerSpec,
             hijack = hijacked(client.api.exec_start(started["Id"], socket=True), spec,
                               "streaming (pipe) in a warm container",
                               "run pipe without reuse_containers")
-            yield from _exchange(spec, runner.container, hijack, chunks, lambda: None,
-                                 lambda: _exec_status(client, spec, started["Id"]), flight)
+            with warm_metered(spec, runner):
+                yield from _exchange(spec, runner.container, hijack, chunks, lambda: None,
+                                     lambda: _exec_status(client, spec, started["Id"]), flight)
             flight.step = "checking that the command left no process"
             clean = len(client.api.top(runner.id).get("Processes") or []) == 1
             if not clean:

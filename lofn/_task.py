@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from lofn import _engine, _safefs
+from lofn import _engine, _safefs, _trace
 from lofn._cache import ResultCache, run_key
 from lofn._images import Shipment
 from lofn._reaper import temp_prefix, watch
@@ -35,6 +35,7 @@ from lofn._stream import (
     split_records,
     text_records,
 )
+from lofn._trace import TraceLog
 from lofn.docker_handler import (
     ContainerSpec,
     ensure_image,
@@ -108,6 +109,8 @@ class ContainerJob:
     reuse: bool = False
     cache: ResultCache | None = None
     shipment: Shipment | None = None  # ship_image: the driver's saved image
+    trace: TraceLog | None = None
+    method: str = "map"  # the DockerPipe method, for the trace
 
     def task_directory(self) -> TaskDirectory:
         """A new temp directory for this task, known to the worker's watchdog.
@@ -137,8 +140,27 @@ class ContainerJob:
             shared = _reuse_directories[key] = reuse_directory(parent, f"{temp_prefix()}reuse-")
         return shared
 
+    @contextmanager
+    def traced(self, bytes_in: int | None = None) -> Iterator[dict | None]:
+        """The trace record of the container attempt the block runs (``None`` untraced)."""
+        with _trace.attempt(self.trace, _task_ids(), app=self.app, method=self.method,
+                            mode="reuse" if self.reuse else "fresh", image=self.image,
+                            command=self.command, bytes_in=bytes_in) as record:
+            yield record
+
     def run(self, task: TaskDirectory, output_name: str) -> None:
         """Run the container over the files in ``task.shared``, or restore its cached result."""
+        bytes_in = _trace.directory_bytes(task.shared) if self.trace is not None else None
+        with self.traced(bytes_in) as record:
+            self._run_or_restore(task, output_name, record)
+            if record is not None:  # a missing or unsafe output fails the attempt
+                if record["mode"] != "cache":
+                    record["exit_code"] = 0
+                with self.open_output(task, output_name) as output:
+                    record["bytes_out"] = os.fstat(output.fileno()).st_size
+
+    def _run_or_restore(self, task: TaskDirectory, output_name: str,
+                        record: dict | None) -> None:
         cache, key = self.cache, None
         if cache is not None:
             client = get_client()
@@ -150,9 +172,11 @@ class ContainerJob:
                           {"local": self.volumes, "hdfs": self.hdfs_volumes}, output_name,
                           task.shared)
             if cache.restore(key, task.shared, output_name):
+                if record is not None:
+                    record.update(mode="cache", image_id=image_id)
                 return
         with self.mounted_volumes() as volumes:
-            self._run(task, volumes)
+            self._run(task, volumes, record)
         if cache is not None and key is not None:
             with self.open_output(task, output_name) as output:
                 cache.store(key, output)
@@ -168,8 +192,10 @@ class ContainerJob:
                 temporary_directory_parent=self.temporary_directory_parent) as local:
             yield {**self.volumes, **local}
 
-    def spec(self, mounts: dict, unique: str) -> ContainerSpec:
+    def spec(self, mounts: dict, unique: str, record: dict | None = None) -> ContainerSpec:
         """The container for the running task; ``unique`` starts its name.
+
+        The container's run fills in ``record``, the attempt's trace record, if any.
 
         With ``ship_image``, first makes sure this host's engine has the driver's image.
         """
@@ -183,7 +209,7 @@ class ContainerJob:
             name = f"{unique.replace('_', '')}-s{stage}-p{partition}-a{attempt}"
         return ContainerSpec(self.image, self.command, volumes=mounts, options=self.options,
                              labels=labels, name=name, partition=partition,
-                             timeout=self.timeout, pull=self.pull)
+                             timeout=self.timeout, pull=self.pull, record=record)
 
     def _ensure_shipped(self) -> None:
         """With ``ship_image``: load the driver's image on this host if its engine lacks it."""
@@ -192,11 +218,11 @@ class ContainerJob:
             with _engine.in_flight(partition, "loading the driver's image"):
                 self.shipment.ensure(get_client(), self.temporary_directory_parent, partition)
 
-    def _run(self, task: TaskDirectory, volumes: dict) -> None:
+    def _run(self, task: TaskDirectory, volumes: dict, record: dict | None) -> None:
         mounts = {task.shared: {"bind": self.shared_mountpoint, "mode": "rw"}, **volumes}
         if "user" in self.options:
             os.chmod(task.shared, 0o777)  # the container's user is not ours
-        spec = self.spec(mounts, os.path.basename(task.root))
+        spec = self.spec(mounts, os.path.basename(task.root), record)
         (run_in_warm_container if self.reuse else run_container)(spec)
 
     @contextmanager
@@ -279,17 +305,29 @@ def stream_partition(job: ContainerJob, binary: bool, delimiter: bytes | None,
     if items is None:
         return
     watch(job.temporary_directory_parent or tempfile.gettempdir())  # the watchdog, for SIGKILL
-    with job.mounted_volumes() as volumes:
-        spec = job.spec(volumes, f"{temp_prefix()}stream-{uuid.uuid4().hex[:8]}")
+    with job.mounted_volumes() as volumes, job.traced(0) as record:
+        spec = job.spec(volumes, f"{temp_prefix()}stream-{uuid.uuid4().hex[:8]}", record)
         stream = run_streaming_warm if job.reuse else run_streaming
-        stdout = stream(spec, encode_records(items, delimiter))
+        stdout = stream(spec, _counted(encode_records(items, delimiter), record, "bytes_in"))
         try:
+            chunks = _counted(stdout, record, "bytes_out")
             if binary or delimiter is None:
-                yield from split_records(stdout, delimiter)
+                yield from split_records(chunks, delimiter)
             else:
-                yield from text_records(stdout, delimiter, spec.partition)
+                yield from text_records(chunks, delimiter, spec.partition)
         finally:
             stdout.close()  # the container goes now, also after a decode error or a read cut short
+
+
+def _counted(chunks: Iterable[bytes], record: dict | None, key: str) -> Iterator[bytes]:
+    """``chunks``, their bytes added up in ``record[key]`` (if tracing)."""
+    if record is None:
+        yield from chunks
+        return
+    record[key] = record[key] or 0
+    for chunk in chunks:
+        record[key] += len(chunk)
+        yield chunk
 
 
 def map_binary_partition(job: ContainerJob, input_name: str, output_name: str,

@@ -10,10 +10,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
-from lofn import _cache, _images, _task, hdfs_handler
+from lofn import _cache, _images, _task, _trace, hdfs_handler
 from lofn.docker_handler import ensure_image, get_client, validate_user_input
 from lofn.errors import (
     DockerUnavailable,
@@ -148,6 +148,15 @@ class DockerPipe:
             input was appended) restores the output and starts no container.
             Volume contents are not part of the key: use a new location after
             changing a reference.
+        trace: a directory (local: relative to the driver's working
+            directory, and shared by the executors of a multi-host cluster;
+            on YARN an ``hdfs:///path``) where every container attempt,
+            failed and retried ones too, leaves one JSON record: task, host,
+            image and its ID, times, exit status, peak memory and CPU time,
+            bytes in and out, stderr tail on failure (see :doc:`trace`).
+            ``lofn report DIR`` draws them. Made and tried on the driver:
+            one that cannot be written raises
+            :class:`~lofn.errors.InvalidArgument` naming it.
 
     Raises:
         TypeError: an unknown keyword argument, or ``volumes`` not a dict.
@@ -165,14 +174,15 @@ class DockerPipe:
                  image_pull: str = "never",
                  ship_image: bool = False,
                  reuse_containers: bool = False,
-                 result_cache: str | None = None) -> None:
+                 result_cache: str | None = None,
+                 trace: str | None = None) -> None:
         #: The checked keywords (a frozen :class:`~lofn.options.PipeOptions`).
         self.options = PipeOptions(
             temporary_directory_parent=temporary_directory_parent,
             shared_mountpoint=shared_mountpoint, volumes=volumes, hdfs_url=hdfs_url,
             hdfs_user=hdfs_user, hdfs_timeout=hdfs_timeout, timeout=timeout,
             image_pull=image_pull, ship_image=ship_image, reuse_containers=reuse_containers,
-            result_cache=result_cache)
+            result_cache=result_cache, trace=trace)
         self.master, self.master_type = _master_type(spark_configuration)
         self._spark_configuration = spark_configuration
         self._hdfs: hdfs_handler.HdfsConfig | None = None
@@ -181,6 +191,13 @@ class DockerPipe:
         self.volumes = (validate_user_input(self.options.volumes, self.options.shared_mountpoint,
                                             check_host_paths=self._driver_is_executor)
                         if self.options.volumes else {})
+        if self.options.trace is not None:
+            if self.master_type == "yarn" and not self.options.trace.startswith("hdfs:"):
+                raise InvalidArgument(f"trace {self.options.trace!r} is a local directory, "
+                                      "which YARN executors on other hosts cannot write where "
+                                      "the driver reads it: give an hdfs:///path")
+            assert self._trace is not None
+            self._trace.check()
         if self.master_type == "yarn":
             for path in self.volumes:
                 if self.hdfs.call(f"check volume {path!r}", "status", path, strict=False) is None:
@@ -222,7 +239,8 @@ class DockerPipe:
         ensure_image(client, image_name, self.options.image_pull)
 
     def job(self, call: CallOptions, *, app: str, spark_context: SparkContext | None,
-            local_checks: bool | None = None, binary: bool = False) -> _task.ContainerJob:
+            local_checks: bool | None = None, binary: bool = False,
+            method: str = "map") -> _task.ContainerJob:
         """The container job of one call, which travels to its tasks: the one builder.
 
         Every method, :func:`~lofn.dataframe.map_dataframe` and the ``lofn``
@@ -239,6 +257,7 @@ class DockerPipe:
             local_checks: whether the driver's host is the executors' (its
                 engine and paths can be checked here); default: a local master.
             binary: the job writes binary outputs (on YARN they go to HDFS).
+            method: what the trace calls the job's containers (``'map'``, ``'reduce'``...).
         """
         options = self.options
         local = self._driver_is_executor if local_checks is None else local_checks
@@ -267,13 +286,21 @@ class DockerPipe:
             hdfs=self.hdfs if on_hdfs and (self.volumes or binary) else None,
             timeout=options.timeout if isinstance(call.timeout, Default) else call.timeout,
             pull=options.image_pull, reuse=options.reuse_containers,
-            cache=self._cache(), shipment=shipment)
+            cache=self._cache(), shipment=shipment, trace=self._trace, method=method)
 
-    def _rdd_job(self, rdd: RDD, call: CallOptions, binary: bool = False) -> _task.ContainerJob:
+    def _rdd_job(self, rdd: RDD, call: CallOptions, method: str,
+                 binary: bool = False) -> _task.ContainerJob:
         if not hasattr(rdd, "mapPartitions"):
             raise InvalidArgumentType(f"rdd must be a Spark RDD, got {type(rdd).__name__}")
         return self.job(call, app=rdd.context.applicationId, spark_context=rdd.context,
-                        binary=binary)
+                        binary=binary, method=method)
+
+    @cached_property
+    def _trace(self) -> _trace.TraceLog | None:
+        location = self.options.trace
+        if location is None:
+            return None
+        return _trace.TraceLog(location, self.hdfs if location.startswith("hdfs:") else None)
 
     def _cache(self) -> _cache.ResultCache | None:
         location = self.options.result_cache
@@ -325,7 +352,7 @@ class DockerPipe:
                            container_output_name=container_output_name,
                            docker_options=docker_options, map_udf=map_udf, timeout=timeout,
                            sample=sample, sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call)
+        job = self._rdd_job(rdd, call, "map")
         return call.sampled(rdd).mapPartitions(partial(
             _task.map_partition, job, call.container_input_name, call.container_output_name,
             call.map_udf))
@@ -365,7 +392,7 @@ class DockerPipe:
         call = CallOptions(image_name=image_name, command=command, binary=binary,
                            delimiter=delimiter, docker_options=docker_options, timeout=timeout,
                            sample=sample, sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call)
+        job = self._rdd_job(rdd, call, "pipe")
         return call.sampled(rdd).mapPartitions(partial(
             _task.stream_partition, job, call.binary, call.delimiter))
 
@@ -415,7 +442,7 @@ class DockerPipe:
                            docker_options=docker_options, map_udf=map_udf,
                            hdfs_tempdir=hdfs_tempdir, timeout=timeout, sample=sample,
                            sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call, binary=True)
+        job = self._rdd_job(rdd, call, "map_binary", binary=True)
         sampled = call.sampled(rdd)
         if self.master_type == "yarn":
             destination = hdfs_handler.binary_output_directory(
@@ -494,7 +521,7 @@ class DockerPipe:
                            docker_options=docker_options, reduce_udf=reduce_udf,
                            max_fan_in=max_fan_in, timeout=timeout, sample=sample,
                            sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call)
+        job = self._rdd_job(rdd, call, "reduce")
         rdd = call.sampled(rdd)
         output_name = call.container_output_name
         if call.reduce_udf is None:
@@ -557,13 +584,14 @@ class DockerPipe:
                            container_output_name=container_output_name,
                            docker_options=docker_options, timeout=timeout, sample=sample,
                            sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call)
+        job = self._rdd_job(rdd, call, "reduce_by_key")
         rdd = call.sampled(rdd)
         input_name, output_name = call.container_input_name, call.container_output_name
         count = rdd.getNumPartitions() if call.num_partitions is None else call.num_partitions
         partition_func = call.partition_func or portable_hash
         if call.combiner is not None:
-            combine = self._rdd_job(rdd, replace(call, command=call.combiner))
+            combine = self._rdd_job(rdd, replace(call, command=call.combiner),
+                                    "reduce_by_key")
             rdd = rdd.mapPartitions(partial(_task.map_partition, combine, input_name,
                                             output_name, None))
         keyed = rdd.map(partial(_task.with_key, call.key or _task.first_field))
@@ -655,7 +683,7 @@ class DockerPipe:
                            docker_options=docker_options, reduce_udf=reduce_udf,
                            binary_max_fan_in=max_fan_in, timeout=timeout, sample=sample,
                            sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call)
+        job = self._rdd_job(rdd, call, "reduce_binary")
         rdd = call.sampled(rdd)
         output_name = call.container_binary_output_name
         if call.reduce_udf is not None:

@@ -446,7 +446,7 @@ def map_dataframe(df, image_name: str, command: str, *, column: str | None = Non
         not connect or _remote_is_loopback(session))
     job = pipe.job(call, app=_app_id(session),
                    spark_context=None if connect else session.sparkContext,
-                   local_checks=local_checks)
+                   local_checks=local_checks, method="map_dataframe")
     plan = _Plan(job=job, input_name=call.container_input_name,
                  output_name=call.container_output_name,
                  arrow_schema=to_arrow_schema(out_schema),

@@ -16,12 +16,14 @@ import secrets
 import shlex
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from lofn import _engine, _options, options
+from lofn import _engine, _options, _trace, options
 from lofn._engine import Deadline, StderrTail, logs_tail
 from lofn._reaper import created, creating, owner_labels
 from lofn.errors import (
@@ -67,6 +69,8 @@ class ContainerSpec:
         partition: Spark partition id, for error messages.
         timeout: seconds the container may run; it is killed at the deadline.
         pull: the image pull policy, one of :data:`lofn.options.PULL_POLICIES`.
+        record: the attempt's trace record, which the run fills in (the
+            image ID, peak memory, CPU time), or ``None``.
     """
 
     image: str
@@ -78,6 +82,7 @@ class ContainerSpec:
     partition: int | None = None
     timeout: float | None = None
     pull: str = "never"
+    record: dict | None = field(default=None, compare=False, repr=False)
 
     def create_kwargs(self) -> dict:
         """Keyword arguments for ``client.containers.create``.
@@ -188,9 +193,10 @@ def run_container(spec: ContainerSpec) -> None:
         container = _create(client, spec, spec.create_kwargs(), flight)
         logger.debug("created container %s for partition %s", container.short_id,
                      spec.partition)
+        metering = Metering(spec, container)
         try:
             flight.step = "starting the container"
-            container.start()
+            metering.start()
             flight.step = "waiting for the container"
             with Deadline(spec.timeout, container.kill) as deadline:
                 code = container.wait().get("StatusCode")
@@ -203,7 +209,27 @@ def run_container(spec: ContainerSpec) -> None:
             raise _failure(spec, f"the Docker engine failed to run the container: "
                                  f"{exc.explanation or exc}") from exc
         finally:
+            metering.finish()
             _engine.remove(container, flight)
+
+
+class Metering:
+    """Starts a container and, when ``spec.record`` is traced, follows its cgroup."""
+
+    def __init__(self, spec: ContainerSpec, container) -> None:
+        self.spec, self.container = spec, container
+        self._meter: _trace.Meter | None = None
+
+    def start(self) -> None:
+        self.container.start()
+        if self.spec.record is not None:
+            self._meter = _trace.Meter(self.container.id)
+
+    def finish(self) -> None:
+        """Put the container's peak memory and CPU time into the record."""
+        if self._meter is not None and self.spec.record is not None:
+            self.spec.record.update(self._meter.result())
+            self._meter = None
 
 
 def _create(client, spec: ContainerSpec, kwargs: dict, flight: _engine.Flight):
@@ -228,6 +254,8 @@ def _create(client, spec: ContainerSpec, kwargs: dict, flight: _engine.Flight):
                              f"{exc.explanation or exc}") from exc
     created(container.id)
     flight.containers.append(container.id)
+    if spec.record is not None:
+        spec.record["image_id"] = container.attrs.get("Image")
     return container
 
 
@@ -487,7 +515,7 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
         stderr = StderrTail()
         deadline = Deadline(spec.timeout, runner.container.kill)
         try:
-            with deadline:
+            with deadline, warm_metered(spec, runner):
                 flight.step = "running the partition's command (warm container)"
                 code = runner.run(command, stderr)
         except RunnerGone:
@@ -503,6 +531,20 @@ def run_in_warm_container(spec: ContainerSpec) -> None:
             raise failure
         finally:  # the failure stays the task's error, whatever the removal meets
             discard_warm(key, flight, runner)
+
+
+@contextmanager
+def warm_metered(spec: ContainerSpec, runner: _Runner) -> Iterator[None]:
+    """What the block's command used of the warm container, into ``spec.record`` (if traced)."""
+    if spec.record is None:
+        yield
+        return
+    spec.record["image_id"] = runner.container.attrs.get("Image")
+    before = _trace.warm_reading(runner.id)
+    try:
+        yield
+    finally:
+        spec.record.update(_trace.warm_usage(runner.id, before))
 
 
 def _runner_gone(spec: ContainerSpec, container, stderr: str) -> DockerFailure:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -182,6 +183,17 @@ def _absolute(what: str, *, hdfs: bool = False) -> Check:
     return check
 
 
+def _trace_location(name: str, value: Any) -> str | None:
+    """A directory: ``hdfs:///path``, or a local path (made absolute, on the driver)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or (
+            value.startswith("hdfs:") and not value.startswith("hdfs:///")):
+        raise InvalidArgument(f"{name} must be a directory path or an hdfs:///path, "
+                              f"got {value!r}")
+    return value if value.startswith("hdfs:") else os.path.abspath(value)
+
+
 def _choice(choices: tuple[str, ...]) -> Check:
     def check(name: str, value: Any) -> str:
         if value not in choices:
@@ -269,6 +281,10 @@ class PipeOptions:
              "instead of a container each")
     result_cache: str | None = _option(_absolute("an absolute directory or an hdfs:///path",
                                                  hdfs=True))
+    trace: str | None = _option(
+        _trace_location, flags=("--trace",), metavar="DIR",
+        help="write a JSON record of every container run into directory DIR (local, or "
+             "hdfs:///path on YARN); 'lofn report DIR' shows them")
 
     def __post_init__(self) -> None:
         if not self.shared_mountpoint:  # the seed's scripts pass None for the default

@@ -36,6 +36,7 @@ def packed_env(tmp_path_factory):
 
 def test_end_to_end_job_on_yarn(hadoop, packed_env, busybox, docker_client, session_tmp, host):
     client = hadoop.client()
+    client.delete("/e2e/trace", recursive=True)
     client.write("/e2e/ref/marker.txt", b"REF-OK\n", overwrite=True)
     client.write("/e2e/ref/index/big.idx", os.urandom(1 << 20), overwrite=True)
     spark_submit = Path(sys.executable).parent / "spark-submit"
@@ -75,6 +76,19 @@ def test_end_to_end_job_on_yarn(hadoop, packed_env, busybox, docker_client, sess
     assert hostile.get("error") == "UnsafeOutputError", hostile
     assert "the host refused" in hostile["message"]
     host.assert_untouched(hostile["message"], *hostile["hdfs_files"].values())
+
+    # the trace: a record on HDFS of every container, each in a file of its own
+    records = []
+    for name in client.list("/e2e/trace"):
+        assert name.endswith(".jsonl") and not name.startswith("."), name
+        with client.read(f"/e2e/trace/{name}") as handle:
+            lines = handle.read().decode().splitlines()
+        assert len(lines) == 1
+        records.append(json.loads(lines[0]))
+    assert {r["app"] for r in records} == {report["application"]}
+    assert {r["method"] for r in records} >= {"map", "reduce", "map_binary"}
+    assert sum(r["method"] == "map" and r["status"] == "ok" for r in records) >= PARTITIONS
+    assert all(r["host"] and r["image_id"].startswith("sha256:") for r in records)
 
     rm = hadoop.env["LOFN_YARN_RM_URL"]
     with urllib.request.urlopen(f"{rm}/ws/v1/cluster/apps/{report['application']}") as answer:

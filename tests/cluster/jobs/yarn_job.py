@@ -33,7 +33,8 @@ words = ["genome", "read", "align", "merge", "sort", "index", "bam", "sam", "fas
 text = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 9))) for _ in range(1500)]
 
 sc = SparkContext(conf=SparkConf().setAppName("lofn-yarn-e2e"))
-pipe = DockerPipe(SparkConf(), volumes={args.volume: {"bind": "/ref"}})
+pipe = DockerPipe(SparkConf(), volumes={args.volume: {"bind": "/ref"}},
+                  trace="hdfs:///e2e/trace")
 rdd = sc.parallelize(text, args.partitions)
 
 
