@@ -6,10 +6,10 @@
 #   bash scripts/dev.sh test [PYTEST...] # setup + docs build + wheel check + lint + the tests
 #
 # What setup does, each step skipped when already done: Java 17 (a JDK) and
-# Maven, Debian's busybox-static, debootstrap, docker-registry and podman (apt), a Docker
-# engine (Debian's docker.io, dockerd started in the background) when none answers, a
-# virtualenv in .venv with requirements.txt (pinned, with mypy and ruff) and lofn in
-# editable mode, and the example images, built locally without a registry.
+# Maven, Debian's busybox-static, debootstrap, docker-registry, podman and chromium
+# (apt), a Docker engine (Debian's docker.io, dockerd started in the background) when
+# none answers, a virtualenv in .venv with requirements.txt (pinned, with mypy and ruff)
+# and lofn in editable mode, and the example images, built locally without a registry.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,6 +48,8 @@ ensure_system_packages() {
     # a real registry on 127.0.0.1 for the image pull tests (never started as a service)
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     have_package podman || missing+=(podman)  # lofn on Podman's Docker API (tests/cluster/test_podman.py)
+    # a headless browser that opens 'lofn report' pages (tests/integration/test_report.py)
+    command -v chromium >/dev/null || missing+=(chromium)
     [ -x "$BASE_PYTHON" ] || missing+=(python3)
     "$BASE_PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"

@@ -12,9 +12,13 @@ While it runs, a progress line on stderr shows partitions done, running and
 failed; at the end a summary gives the time, partitions, containers,
 failures and output path.
 
+``lofn report TRACE -o report.html`` turns the trace of a run (see
+:mod:`lofn.report`) into one HTML page; it needs neither Spark nor Docker.
+
 Exit status: 0 on success, 1 when the job fails (a container fails, Spark
-fails), 2 for a usage error (bad option, missing input file, unsupported
-docker option), 130 when interrupted.
+fails) or the report cannot be written, 2 for a usage error (bad option,
+missing input file, unsupported docker option, a trace that cannot be
+read), 130 when interrupted.
 
 The modules, one job each:
 
@@ -29,8 +33,10 @@ The modules, one job each:
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+from lofn.cli._checks import check_output
 from lofn.cli._parser import build_parser
 from lofn.cli._progress import ContainerCounter, Progress
 from lofn.cli._render import (
@@ -42,10 +48,11 @@ from lofn.cli._render import (
     UsageError,
     describe_error,
     error,
+    plural,
 )
 from lofn.cli._run import run_map
 
-__all__ = ["main", "build_parser", "run_map", "describe_error", "UsageError",
+__all__ = ["main", "build_parser", "run_map", "run_report", "describe_error", "UsageError",
            "ContainerCounter", "Progress",
            "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -60,7 +67,32 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.subcommand == "report":
+            return run_report(args)
         return run_map(args)
     except UsageError as exc:
         error(str(exc))
         return EXIT_USAGE
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """The ``report`` subcommand: read the trace, write the page, say where it is."""
+    from lofn.report import TraceError, load_trace, render_report, write_report
+
+    check_output(args.output)
+    try:
+        records = load_trace(args.trace)
+    except TraceError as exc:
+        raise UsageError(f"cannot read the trace: {exc}") from None
+    try:
+        if args.output == "-":
+            sys.stdout.write(render_report(records, args.title))
+            sys.stdout.flush()
+            return EXIT_OK
+        write_report(records, args.output, args.title)
+    except OSError as exc:
+        error(f"cannot write {args.output!r}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    print(f"{PROG}: report of {plural(len(records), 'trace record')} written to "
+          f"{args.output}", file=sys.stderr)
+    return EXIT_OK

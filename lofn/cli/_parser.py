@@ -85,6 +85,16 @@ merge the partitions' outputs with a second command and write the result.
 Spark runs locally (local[*]) unless --master names a cluster.
 """
 
+REPORT_DESCRIPTION = """\
+Read the trace lofn wrote with tracing on (a directory of *.jsonl files, or
+one .jsonl file) and write one self-contained HTML page: a timeline of the
+containers per host and worker, a table per stage, the slowest partitions
+and every failed attempt with its error and stderr tail.
+
+example:
+  $ lofn report /tmp/trace -o report.html
+"""
+
 # ---------------------------------------------------------------------------
 # the flags declared in lofn.options
 
@@ -169,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
         "map", formatter_class=formatter, description=MAP_DESCRIPTION, epilog=EXAMPLES,
         help="run a command in a container per partition of a text file (and reduce)")
     _add_map_arguments(run)
+    report = commands.add_parser(
+        "report", formatter_class=formatter, description=REPORT_DESCRIPTION,
+        help="make an HTML report (timeline, stages, failures) of a lofn trace")
+    _add_report_arguments(report)
     return parser
 
 
@@ -219,3 +233,13 @@ def _add_map_arguments(run: argparse.ArgumentParser) -> None:
                         help="no progress line (the summary and errors are still printed)")
     output.add_argument("--verbose", action="store_true",
                         help="show Spark's own log (WARN and above) instead of hiding it")
+
+
+def _add_report_arguments(report: argparse.ArgumentParser) -> None:
+    report.add_argument("trace", metavar="TRACE",
+                        help="trace directory (its *.jsonl files) or one .jsonl file")
+    report.add_argument("-o", "--output", metavar="OUTPUT", required=True,
+                        help="HTML file to write ('-' for stdout); replaced whole, and only "
+                             "when the trace could be read")
+    report.add_argument("--title", metavar="TEXT",
+                        help="the page's title (default: 'lofn report:' and the app ids)")
