@@ -22,46 +22,30 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from functools import partial
-from typing import BinaryIO
+from typing import BinaryIO, ClassVar
 
 from lofn import _safefs
-from lofn.errors import HdfsFailure, InvalidArgument
-from lofn.hdfs_handler import HdfsConfig
+from lofn.hdfs_handler import Place
 
 
 @dataclass(frozen=True)
-class ResultCache:
+class ResultCache(Place):
     """Where results are kept: a local directory, or an HDFS one (``hdfs:///...``)."""
 
-    location: str
-    hdfs: HdfsConfig | None = None
-
-    @property
-    def on_hdfs(self) -> bool:
-        return self.location.startswith("hdfs://")
-
-    @property
-    def _hdfs(self) -> HdfsConfig:
-        if self.hdfs is None:
-            raise InvalidArgument(f"result_cache {self.location!r} is on HDFS, which this "
-                                  "pipe cannot reach (no HDFS configuration)")
-        return self.hdfs
+    option: ClassVar[str] = "result_cache"
 
     def _path(self, key: str) -> str:
-        root = self.location[len("hdfs://"):] if self.on_hdfs else self.location
-        return f"{root.rstrip('/')}/{key[:2]}/{key}"
+        return f"{self.root}/{key[:2]}/{key}"
 
     def restore(self, key: str, directory: str, name: str) -> bool:
         """Copy the entry for ``key`` to a new file ``name`` in ``directory``; ``False`` if none."""
         path = self._path(key)
         if self.on_hdfs:
-            if self._hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
+            if self.client.call(f"look up {path!r}", "status", path, strict=False) is None:
                 return False
-            entry = self._hdfs.call(f"read {path!r}", "read", path)
+            entry = self.client.call(f"read {path!r}", "read", path)
         else:
             try:
                 entry = open(path, "rb")  # noqa: SIM115 - closed by the with below
@@ -73,27 +57,7 @@ class ResultCache:
 
     def store(self, key: str, source: BinaryIO) -> None:
         """Keep what the open file ``source`` holds as the entry for ``key``."""
-        path = self._path(key)
-        if self.on_hdfs:
-            temporary = f"{os.path.dirname(path)}/.{uuid.uuid4().hex}.tmp"
-            self._hdfs.call(f"store {path!r}", "write", temporary, data=source)
-            try:
-                self._hdfs.call(f"store {path!r}", "rename", temporary, path)
-            except HdfsFailure:  # another attempt stored the same result first
-                self._hdfs.call(f"remove {temporary!r}", "delete", temporary)
-                if self._hdfs.call(f"look up {path!r}", "status", path, strict=False) is None:
-                    raise
-            return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-        try:
-            with open(handle, "wb") as target:
-                shutil.copyfileobj(source, target, 1 << 20)
-            os.chmod(temporary, 0o644)  # executors may run as other users
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        self.put(self._path(key), source)
 
 
 def run_key(image_id: str, command: str, options: dict, volumes: dict, output_name: str,

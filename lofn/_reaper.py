@@ -52,6 +52,8 @@ PARENT, CREATING, CREATED = "parent ", "creating", "created"
 #: Seconds a watchdog waits for a container whose creation was under way when its
 #: worker died: the Docker SDK's API timeout, the longest the worker would have waited.
 CREATION_SECONDS = 60.0
+#: Seconds between two looks for such a container.
+CREATION_POLL = 0.2
 
 
 def watch(parent: str) -> None:
@@ -232,7 +234,7 @@ def _await_creations(unanswered: int, made: set[str], removed: list[str],
     while len([i for i in removed if i not in made]) < unanswered:
         if time.monotonic() >= deadline:
             break
-        time.sleep(_engine.RETRY_INTERVAL)
+        time.sleep(CREATION_POLL)
         try:
             found += containers()
         except _engine.NOT_ANSWERING:

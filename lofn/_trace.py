@@ -20,6 +20,7 @@ waits a second or more, is never used.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from lofn.errors import (
     ContainerTimeout,
@@ -40,7 +41,7 @@ from lofn.errors import (
     InvalidArgument,
     OutOfMemory,
 )
-from lofn.hdfs_handler import HdfsConfig
+from lofn.hdfs_handler import Place
 
 logger = logging.getLogger(__name__)
 
@@ -54,19 +55,10 @@ _SCOPES = ("docker/{}", "system.slice/docker-{}.scope")
 
 
 @dataclass(frozen=True)
-class TraceLog:
+class TraceLog(Place):
     """Where the records go: a local directory, or an HDFS one (``hdfs:///...``)."""
 
-    location: str
-    hdfs: HdfsConfig | None = None
-
-    @property
-    def on_hdfs(self) -> bool:
-        return self.location.startswith("hdfs://")
-
-    @property
-    def _root(self) -> str:
-        return (self.location[len("hdfs://"):] if self.on_hdfs else self.location).rstrip("/")
+    option: ClassVar[str] = "trace"
 
     def check(self) -> None:
         """On the driver: make the directory and write a file in it, or raise naming it.
@@ -74,17 +66,16 @@ class TraceLog:
         Raises:
             InvalidArgument: the directory cannot be made or written.
         """
-        probe = f"{self._root}/.lofn-probe-{uuid.uuid4().hex}"
+        probe = f"{self.root}/.lofn-probe-{uuid.uuid4().hex}"
         try:
             if self.on_hdfs:
-                assert self.hdfs is not None
-                self.hdfs.call(f"make the trace directory {self.location!r}", "makedirs",
-                               self._root)
-                self.hdfs.call(f"write in the trace directory {self.location!r}", "write",
-                               probe, data=b"")
-                self.hdfs.call(f"remove {probe!r}", "delete", probe)
+                self.client.call(f"make the trace directory {self.location!r}", "makedirs",
+                                 self.root)
+                self.client.call(f"write in the trace directory {self.location!r}", "write",
+                                 probe, data=b"")
+                self.client.call(f"remove {probe!r}", "delete", probe)
             else:
-                os.makedirs(self._root, exist_ok=True)
+                os.makedirs(self.root, exist_ok=True)
                 with open(probe, "xb"):
                     pass
                 os.unlink(probe)
@@ -100,16 +91,8 @@ class TraceLog:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         name = (f"{record['app']}-s{record['stage']}-p{record['partition']}-"
                 f"a{record['attempt']}-{uuid.uuid4().hex[:12]}.jsonl")
-        path, temporary = f"{self._root}/{name}", f"{self._root}/.{name}.tmp"
         try:
-            if self.on_hdfs:
-                assert self.hdfs is not None
-                self.hdfs.call(f"write {temporary!r}", "write", temporary, data=line)
-                self.hdfs.call(f"rename {temporary!r}", "rename", temporary, path)
-            else:
-                with open(temporary, "xb") as handle:
-                    handle.write(line)
-                os.replace(temporary, path)
+            self.put(f"{self.root}/{name}", io.BytesIO(line))
         except (OSError, HdfsFailure) as exc:
             logger.warning("could not write a trace record to %s: %s", self.location, exc)
 

@@ -31,6 +31,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import BinaryIO, ClassVar
 
 from lofn import _safefs
 from lofn.errors import HdfsFailure, HdfsUnavailable, InvalidArgument
@@ -228,6 +229,63 @@ def resolve(hdfs_url: str | None = None, spark_conf=None, user: str | None = Non
     if class_name == "InsecureClient" and (user or "user" not in options):
         options["user"] = user or getpass.getuser()
     return HdfsConfig(options, class_name, source)
+
+
+@dataclass(frozen=True)
+class Place:
+    """A directory lofn keeps whole files in: local, or on HDFS (``hdfs:///path``).
+
+    ``option`` names the keyword it came from, for errors.
+    """
+
+    location: str
+    hdfs: HdfsConfig | None = None
+    option: ClassVar[str] = "location"
+
+    @property
+    def on_hdfs(self) -> bool:
+        return self.location.startswith("hdfs://")
+
+    @property
+    def root(self) -> str:
+        """The directory's path (on HDFS without the scheme), no trailing slash."""
+        return (self.location[len("hdfs://"):] if self.on_hdfs else self.location).rstrip("/")
+
+    @property
+    def client(self) -> HdfsConfig:
+        if self.hdfs is None:
+            raise InvalidArgument(f"{self.option} {self.location!r} is on HDFS, which this "
+                                  "pipe cannot reach (no HDFS configuration)")
+        return self.hdfs
+
+    def put(self, path: str, source: BinaryIO) -> None:
+        """Keep what ``source`` holds as the file ``path``, whole or not at all.
+
+        It is written under a hidden temporary name in the same directory
+        and renamed into place; if another writer put ``path`` first, theirs
+        stays.
+        """
+        parent = os.path.dirname(path)
+        if self.on_hdfs:
+            temporary = f"{parent}/.{uuid.uuid4().hex}.tmp"
+            self.client.call(f"write {path!r}", "write", temporary, data=source)
+            try:
+                self.client.call(f"write {path!r}", "rename", temporary, path)
+            except HdfsFailure:  # another writer was first
+                self.client.call(f"remove {temporary!r}", "delete", temporary)
+                if self.client.call(f"look up {path!r}", "status", path, strict=False) is None:
+                    raise
+            return
+        os.makedirs(parent, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=parent, prefix=".tmp-")
+        try:
+            with open(handle, "wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            os.chmod(temporary, 0o644)  # executors may run as other users
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
 
 
 def _hdfs(config: HdfsConfig | None) -> HdfsConfig:

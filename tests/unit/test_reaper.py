@@ -47,6 +47,7 @@ def _watchdog(monkeypatch, sweep, removals, told="creating\ncreated abc\n"):
         return outcome
 
     monkeypatch.setattr(_engine, "RETRY_INTERVAL", 0.01)
+    monkeypatch.setattr(_reaper, "CREATION_POLL", 0.01)
     monkeypatch.setattr(_reaper, "sweep_strays", sweep)
     monkeypatch.setattr(_reaper, "_remove_containers", remove)
     monkeypatch.setattr(sys, "argv", ["reaper", "123"])
