@@ -5,7 +5,8 @@ to a ``*.jsonl`` file in the trace directory. :func:`load_trace` reads such
 a directory (or one ``.jsonl`` file, for instance the files concatenated)
 and checks every record; :func:`write_report` turns the records into one
 HTML file with a timeline of the containers per host and worker, a table
-per stage, the slowest partitions and every failed attempt. The page is
+per stage, the slowest partitions and every failed attempt;
+:func:`timeline_svg` gives the timeline alone, to show in a notebook. The page is
 rendered here, in Python, as static HTML and SVG: no script, no style sheet
 or font from elsewhere, nothing fetched; its Content-Security-Policy
 forbids all of that, and everything taken from the trace is escaped::
@@ -37,10 +38,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lofn.errors import LofnError
+from lofn.errors import HdfsFailure, HdfsUnavailable, LofnError
+from lofn.hdfs_handler import HdfsConfig, resolve
 
 __all__ = ["SCHEMA", "TraceError", "StageSummary", "load_trace", "parse_trace",
-           "read_local", "stage_summaries", "render_report", "write_report"]
+           "read_local", "stage_summaries", "render_report", "write_report", "timeline_svg"]
 
 #: The ``schema`` of every record this module reads.
 SCHEMA = "lofn-trace/1"
@@ -95,9 +97,6 @@ def read_local(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
         TraceError: ``path`` is missing, a directory without a ``*.jsonl``
             file, unreadable, or a file that is not UTF-8 text.
     """
-    if str(path).startswith("hdfs:"):
-        raise TraceError(str(path), "a trace on HDFS cannot be read here yet: copy it first "
-                                    "(hdfs dfs -get DIR) and give the local copy")
     path = Path(path)
     if path.is_dir():
         files = sorted(entry for entry in path.glob("*.jsonl") if entry.is_file())
@@ -119,6 +118,36 @@ def read_local(path: str | os.PathLike[str]) -> Iterator[tuple[str, str]]:
             line = data.count(b"\n", 0, exc.start) + 1
             raise TraceError(str(file), "not UTF-8 text (a binary file?): expected one "
                                         f"{SCHEMA} JSON record per line", line) from exc
+
+
+def read_hdfs(location: str, config: HdfsConfig) -> Iterator[tuple[str, str]]:
+    """:func:`read_local` for a trace directory on HDFS (``hdfs:///path``), through WebHDFS."""
+    root = location[len("hdfs://"):].rstrip("/") or "/"
+    try:
+        status = config.call(f"look up {location!r}", "status", root, strict=False)
+        if status is None:
+            raise TraceError(location, "no such file or directory on HDFS")
+        if status["type"] == "DIRECTORY":
+            names = sorted(name for name in config.call(f"list {location!r}", "list", root)
+                           if name.endswith(".jsonl") and not name.startswith("."))
+            if not names:
+                raise TraceError(location, "no *.jsonl file in this directory: not a lofn "
+                                           "trace directory, or no container ran with tracing on")
+            paths = [f"{root.rstrip('/')}/{name}" for name in names]
+        else:
+            paths = [root]
+        for path in paths:
+            with config.call(f"read {path!r}", "read", path) as handle:
+                data = handle.read()
+            try:
+                yield f"hdfs://{path}", data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = data.count(b"\n", 0, exc.start) + 1
+                raise TraceError(f"hdfs://{path}", "not UTF-8 text (a binary file?): expected "
+                                                   f"one {SCHEMA} JSON record per line",
+                                 line) from exc
+    except (HdfsFailure, HdfsUnavailable) as exc:
+        raise TraceError(location, str(exc)) from exc
 
 
 def parse_trace(sources: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -144,16 +173,29 @@ def parse_trace(sources: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     return records
 
 
-def load_trace(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def load_trace(path: str | os.PathLike[str],
+               hdfs: HdfsConfig | None = None) -> list[dict[str, Any]]:
     """The records of the trace at ``path`` (a ``.jsonl`` file or a directory of them).
 
-    Every record is checked (every field of the schema, of the right type);
-    they are returned sorted by their ``start``.
+    ``path`` may be on HDFS (``hdfs:///path``): it is read through WebHDFS
+    with ``hdfs``, or the configuration :func:`lofn.hdfs_handler.resolve`
+    finds (``HADOOP_CONF_DIR``, an HdfsCLI alias). Every record is checked
+    (every field of the schema, of the right type); they are returned sorted
+    by their ``start``.
 
     Raises:
         TraceError: the trace is missing, empty, not lofn's, or corrupt; the
             message names the file and the line.
     """
+    if str(path).startswith("hdfs:"):
+        if not str(path).startswith("hdfs:///"):
+            raise TraceError(str(path), "an HDFS trace is given as hdfs:///path (the namenode "
+                                        "comes from the configuration or --hdfs-url)")
+        try:
+            config = hdfs if hdfs is not None else resolve()
+        except LofnError as exc:
+            raise TraceError(str(path), str(exc)) from exc
+        return parse_trace(read_hdfs(str(path), config))
     return parse_trace(read_local(path))
 
 
@@ -279,11 +321,14 @@ def human_seconds(value: float | None) -> str:
     """``0.42 s``, ``12.3 s``, ``4:05``, ``1:02:03``; ``—`` for unknown."""
     if value is None:
         return "\u2014"
-    if value < 10:
-        return f"{value:.2f} s"
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, whole = divmod(round(value), 60)
+    return f"{value:.2f} s" if value < 10 else elapsed(value)
+
+
+def elapsed(seconds: float) -> str:
+    """``12.3 s``, ``4:05`` or ``1:02:03``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, whole = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{whole:02d}" if hours else f"{minutes}:{whole:02d}"
 
@@ -455,24 +500,72 @@ def _ticks(span: float) -> list[float]:
     return [i * step for i in range(int(span / step) + 1)]
 
 
-def _timeline(records: list[dict[str, Any]], colours: dict[tuple[str, int], str]) -> str:
+def timeline_svg(records: list[dict[str, Any]]) -> str:
+    """The report's timeline alone, as one ``<svg>`` element with its legend, for a notebook.
+
+    One row per host and Python worker, one bar per record (each with a
+    tooltip), coloured by stage as on the page of :func:`render_report`;
+    the legend is drawn under the rows, and the fonts are set on the element
+    itself, so it needs no style sheet. In Jupyter::
+
+        from IPython.display import SVG, display
+
+        display(SVG(timeline_svg(load_trace("runs/trace"))))
+
+    Everything taken from the trace is escaped, as on the page.
+
+    Raises:
+        ValueError: ``records`` is empty.
+    """
+    if not records:
+        raise ValueError("a timeline needs at least one record")
+    records = sorted(records, key=lambda r: r["start"])
+    summaries = stage_summaries(records)
+    colours = {(s.app, s.stage): PALETTE[i % len(PALETTE)] for i, s in enumerate(summaries)}
+    several_apps = len({r["app"] for r in records}) > 1
+    legend = [(colours[(s.app, s.stage)],
+               f"{_stage_name(s.app, s.stage, several_apps)} ({', '.join(s.methods)})")
+              for s in summaries]
+    if any(r["status"] == "failed" for r in records):
+        legend.append(("url(#hatch)", "failed attempt (\u2715)"))
+    if any(r["status"] == "cancelled" for r in records):
+        legend.append(("none", "cancelled"))
+    return _timeline(records, colours, legend)
+
+
+_LEGEND_LINE = 16
+
+
+def _timeline(records: list[dict[str, Any]], colours: dict[tuple[str, int], str],
+              legend: list[tuple[str, str]] | None = None) -> str:
+    """The timeline's SVG: in the page's ``<div>``, or alone with ``legend`` under the rows."""
     first = min(r["start"] for r in records)
     span = max(max(r["end"] for r in records) - first, 1e-3)
     rows = sorted({(r["host"], r["worker"]) for r in records})
     row_of = {row: i for i, row in enumerate(rows)}
     height = _TOP + _ROW * len(rows) + 6
+    bottom = height
+    if legend is not None:
+        height += 8 + _LEGEND_LINE * len(legend)
     width = _LEFT + _WIDTH + 20
     scale = _WIDTH / span
-    out = [f'<div class="scroll"><svg id="timeline" xmlns="http://www.w3.org/2000/svg" '
-           f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-           'aria-labelledby="timeline-title">',
+    if legend is None:
+        head = ('<div class="scroll"><svg id="timeline" xmlns="http://www.w3.org/2000/svg" '
+                f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+                'aria-labelledby="timeline-title">')
+    else:
+        head = ('<svg class="lofn-timeline" xmlns="http://www.w3.org/2000/svg" '
+                f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+                f'aria-label="lofn timeline of {plural(len(records), "container attempt")}" '
+                'font-family="system-ui, sans-serif" font-size="11" fill="#333">')
+    out = [head,
            '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
            'patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff" '
            'fill-opacity="0.35"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d62728" '
            'stroke-width="3"/></pattern></defs>']
     for tick in _ticks(span):
         x = _LEFT + tick * scale
-        out.append(f'<line x1="{x:.1f}" y1="{_TOP - 6}" x2="{x:.1f}" y2="{height - 6}" '
+        out.append(f'<line x1="{x:.1f}" y1="{_TOP - 6}" x2="{x:.1f}" y2="{bottom - 6}" '
                    'stroke="#e5e5e5"/>'
                    f'<text class="tick" x="{x:.1f}" y="{_TOP - 10}" text-anchor="middle">'
                    f"{_text(_tick_label(tick, span))}</text>")
@@ -488,7 +581,18 @@ def _timeline(records: list[dict[str, Any]], colours: dict[tuple[str, int], str]
     for record in records:
         out.append(_bar(record, first, scale, _TOP + row_of[(record["host"], record["worker"])]
                         * _ROW, colours[(record["app"], record["stage"])]))
-    out.append("</svg></div>")
+    if legend is None:
+        out.append("</svg></div>")
+        return "".join(out)
+    for index, (fill, label) in enumerate(legend):
+        y = bottom + 8 + index * _LEGEND_LINE
+        stroke = ({"url(#hatch)": ' stroke="#d62728" stroke-width="2"',
+                   "none": ' stroke="#555" stroke-width="1.5" stroke-dasharray="3 2"'}
+                  .get(fill, ""))
+        out.append(f'<g class="legend-item"><rect x="{_LEFT}" y="{y}" width="12" height="12" '
+                   f'rx="2" fill="{fill}"{stroke}/><text x="{_LEFT + 18}" y="{y + 10}">'
+                   f"{_text(label)}</text></g>")
+    out.append("</svg>")
     return "".join(out)
 
 

@@ -9,7 +9,8 @@
 # Maven, Debian's busybox-static, debootstrap, docker-registry, podman and chromium
 # (apt), a Docker engine (Debian's docker.io, dockerd started in the background) when
 # none answers, a virtualenv in .venv with requirements.txt (pinned, with mypy and ruff)
-# and lofn in editable mode, and the example images, built locally without a registry.
+# and lofn in editable mode, the Jupyter kernel "lofn" (that virtualenv's Python), and the
+# example images, built locally without a registry.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -69,6 +70,20 @@ ensure_venv() {
     log "installing requirements.txt and lofn into $VENV"
     "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt -e .
     echo "$want" > "$stamp"
+}
+
+# The Jupyter kernel "lofn": the virtualenv's Python, for example/lofn_tour.ipynb and its test
+# (tests/acceptance/test_notebook.py). Written into the virtualenv (--sys-prefix), so a Jupyter
+# started from it lists the kernel; written again only when it names another Python.
+ensure_kernel() {
+    local spec=$VENV/share/jupyter/kernels/lofn/kernel.json
+    # the path itself, not where its symlink leads: the virtualenv is the link, not its target
+    if [ -f "$spec" ] && "$PY" -c 'import json, sys
+sys.exit(json.load(open(sys.argv[1]))["argv"][0] != sys.argv[2])' "$spec" "$PY" 2>/dev/null; then
+        return
+    fi
+    log "installing the Jupyter kernel 'lofn' ($PY) into $VENV"
+    "$PY" -m ipykernel install --sys-prefix --name lofn --display-name "Python (lofn)" >/dev/null
 }
 
 engine_answers() { "$PY" -c 'import docker; docker.from_env(timeout=5).ping()' 2>/dev/null; }
@@ -147,6 +162,7 @@ lint() {
 setup() {
     ensure_system_packages
     ensure_venv
+    ensure_kernel
     ensure_docker
     "$PY" scripts/build_images.py
     export PYSPARK_PYTHON=$PY PYSPARK_DRIVER_PYTHON=$PY

@@ -77,11 +77,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """The ``report`` subcommand: read the trace, write the page, say where it is."""
+    from lofn.errors import InvalidArgument
+    from lofn.hdfs_handler import resolve
     from lofn.report import TraceError, load_trace, render_report, write_report
 
     check_output(args.output)
     try:
-        records = load_trace(args.trace)
+        hdfs = resolve(args.hdfs_url) if args.hdfs_url else None
+        records = load_trace(args.trace, hdfs)
+    except InvalidArgument as exc:
+        raise UsageError(f"--hdfs-url: {exc}") from None
     except TraceError as exc:
         raise UsageError(f"cannot read the trace: {exc}") from None
     try:

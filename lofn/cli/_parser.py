@@ -237,9 +237,13 @@ def _add_map_arguments(run: argparse.ArgumentParser) -> None:
 
 def _add_report_arguments(report: argparse.ArgumentParser) -> None:
     report.add_argument("trace", metavar="TRACE",
-                        help="trace directory (its *.jsonl files) or one .jsonl file")
+                        help="trace directory (its *.jsonl files) or one .jsonl file; "
+                             "hdfs:///path for one on HDFS")
     report.add_argument("-o", "--output", metavar="OUTPUT", required=True,
                         help="HTML file to write ('-' for stdout); replaced whole, and only "
                              "when the trace could be read")
     report.add_argument("--title", metavar="TEXT",
                         help="the page's title (default: 'lofn report:' and the app ids)")
+    report.add_argument("--hdfs-url", metavar="URL",
+                        help="WebHDFS address (http://NAMENODE:9870) for a TRACE on HDFS "
+                             "(hdfs:///path); default: from HADOOP_CONF_DIR")

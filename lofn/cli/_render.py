@@ -17,6 +17,7 @@ from lofn.errors import (
     OutOfMemory,
     from_spark_error,
 )
+from lofn.report import elapsed, plural  # noqa: F401 - the command line's wording too
 
 PROG = "lofn"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -108,17 +109,3 @@ def _java_message(java, text: str) -> str:
         match = re.search(r"most recent failure: .*?\): (.*)", message)
         message = match.group(1) if match else message
     return message
-
-
-def elapsed(seconds: float) -> str:
-    """``12.3 s``, ``4:05`` or ``1:02:03``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, whole = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{whole:02d}" if hours else f"{minutes}:{whole:02d}"
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 line``, ``2 lines``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from lofn.report import (
     parse_trace,
     render_report,
     stage_summaries,
+    timeline_svg,
     write_report,
 )
 from tests.traces import APP, SCRIPT_TAIL, T0, failed, record, sample_trace, write_trace
@@ -95,9 +97,14 @@ def test_missing_path(tmp_path):
     assert error.source == str(tmp_path / "nope") and error.line is None
 
 
-def test_hdfs_trace_is_refused_with_advice():
-    with pytest.raises(TraceError, match=r"^hdfs:///traces/run1: a trace on HDFS cannot be "
-                                         r"read here yet: copy it first \(hdfs dfs -get"):
+def test_an_hdfs_trace_needs_a_path_from_the_root_and_a_namenode(monkeypatch):
+    with pytest.raises(TraceError, match=r"^hdfs://nn/traces: an HDFS trace is given as "
+                                         r"hdfs:///path"):
+        load_trace("hdfs://nn/traces")
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.setenv("HDFSCLI_CONFIG", "/nonexistent/hdfscli.cfg")
+    with pytest.raises(TraceError, match=r"^hdfs:///traces/run1: HDFS support needs an HDFS "
+                                         r"URL"):
         load_trace("hdfs:///traces/run1")
 
 
@@ -307,6 +314,37 @@ def test_everything_from_the_trace_is_escaped():
             "&quot;quotes&quot;") in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#x27;&amp;" in page
     assert "&lt;b&gt;partition&lt;/b&gt;" in render_report([failed()])
+
+
+def test_timeline_svg_alone_has_a_bar_per_record_and_its_legend():
+    records = sample_trace()
+    svg = timeline_svg(records)
+    root = ET.fromstring(svg)  # one well-formed element, nothing around it
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.tag == f"{ns}svg"
+    assert root.get("font-family") and root.get("font-size")  # no style sheet needed
+    bars = [g for g in root.iter(f"{ns}g") if "bar" in g.get("class", "").split()]
+    assert len(bars) == len(records)
+    assert sum("failed" in g.get("class", "") for g in bars) == 2
+    legend = ["".join(g.itertext()) for g in root.iter(f"{ns}g")
+              if g.get("class") == "legend-item"]
+    assert legend == ["stage 0 (map)", "stage 1 (map_binary)", "stage 2 (reduce)",
+                      "failed attempt (\u2715)"]
+    # the same bars as on the page, without the page's wrapper and ids
+    page = render_report(records)
+    assert re.findall(r'<g class="bar[^"]*" [^>]*>', svg) == re.findall(
+        r'<g class="bar[^"]*" [^>]*>', page)
+    assert "<div" not in svg and 'id="timeline"' not in svg
+
+
+def test_timeline_svg_escapes_the_trace_and_needs_a_record():
+    hostile = "<script>alert(1)</script>\"'&"
+    svg = timeline_svg([failed(method=hostile, host=hostile, app=hostile, error=hostile)])
+    ET.fromstring(svg)
+    assert "<script" not in svg
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#x27;&amp;" in svg
+    with pytest.raises(ValueError, match="at least one record"):
+        timeline_svg([])
 
 
 def test_control_characters_and_lone_surrogates_are_shown_not_written(tmp_path):
