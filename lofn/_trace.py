@@ -287,6 +287,8 @@ class Meter:
         os.write(self._wake[1], b"x")
         if self._thread is not None:
             self._thread.join()
+            if not self._exact:
+                self._sample()  # a last reading, if the cgroup is still there
         for end in self._wake:
             os.close(end)
         if self._cgroup is None:

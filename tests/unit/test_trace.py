@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -50,8 +51,24 @@ def test_pure_cgroup_v1_is_sampled_until_the_cgroup_goes(root, cpu):
     meter = _trace.Meter(ID)
     _write(memory, "5000\n")
     _write(usage, "3500000000\n")
-    time.sleep(0.2)  # several samples
+    deadline = time.monotonic() + 60  # a loaded machine may be slow to run the thread
+    while meter._peak != 5000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    shutil.rmtree(root / "memory")  # the container ended: runc removed its cgroup
+    shutil.rmtree(root / cpu)
     assert meter.result() == {"peak_memory_bytes": 5000, "cpu_seconds": 3.5,
+                              "meter": "cgroup v1, sampled"}
+
+
+def test_pure_cgroup_v1_is_read_once_more_when_the_meter_stops(root):
+    memory = root / "memory" / "docker" / ID / "memory.max_usage_in_bytes"
+    usage = root / "cpuacct" / "docker" / ID / "cpuacct.usage"
+    _write(memory, "1000\n")
+    _write(usage, "2000000000\n")
+    meter = _trace.Meter(ID)
+    _write(memory, "7000\n")
+    _write(usage, "4000000000\n")
+    assert meter.result() == {"peak_memory_bytes": 7000, "cpu_seconds": 4.0,
                               "meter": "cgroup v1, sampled"}
 
 
