@@ -29,12 +29,14 @@ from lofn.errors import (
     UnsafeOutputError,
     from_spark_error,
 )
+from lofn.resources import Resources
 
 __version__ = "1.0.0.dev0"
 __all__ = [
     "DockerPipe",
     "map_dataframe",
     "pipe_for",
+    "Resources",
     "LofnError",
     "InvalidArgument",
     "InvalidArgumentType",

@@ -50,6 +50,7 @@ from lofn.errors import (
     UnsafeOutputError,
 )
 from lofn.hdfs_handler import HdfsConfig, setup_user_volumes_from_hdfs
+from lofn.resources import Sizing
 from lofn.tmp_file_handler import (
     UDF,
     TaskDirectory,
@@ -111,6 +112,7 @@ class ContainerJob:
     shipment: Shipment | None = None  # ship_image: the driver's saved image
     trace: TraceLog | None = None
     method: str = "map"  # the DockerPipe method, for the trace
+    sizing: Sizing | None = None  # resources: limits from each task's Spark resources
 
     def task_directory(self) -> TaskDirectory:
         """A new temp directory for this task, known to the worker's watchdog.
@@ -201,15 +203,23 @@ class ContainerJob:
         """
         stage, partition, attempt = _task_ids()
         self._ensure_shipped()
+        options, limits = self.options, None
+        if self.sizing is not None:
+            from pyspark import TaskContext
+
+            limits = self.sizing.limits(TaskContext.get())
+            options = {**limits.create_options(), **options}  # docker_options win
+            if record is not None:
+                record["limits"] = limits.record()
         if self.reuse:  # one container serves many tasks: no task in its name or labels
             labels, name = {"lofn.app": self.app}, None
         else:
             labels = {"lofn.app": self.app, "lofn.stage": str(stage),
                       "lofn.partition": str(partition), "lofn.attempt": str(attempt)}
             name = f"{unique.replace('_', '')}-s{stage}-p{partition}-a{attempt}"
-        return ContainerSpec(self.image, self.command, volumes=mounts, options=self.options,
+        return ContainerSpec(self.image, self.command, volumes=mounts, options=options,
                              labels=labels, name=name, partition=partition,
-                             timeout=self.timeout, pull=self.pull, record=record)
+                             timeout=self.timeout, pull=self.pull, record=record, limits=limits)
 
     def _ensure_shipped(self) -> None:
         """With ``ship_image``: load the driver's image on this host if its engine lacks it."""

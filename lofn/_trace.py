@@ -123,7 +123,7 @@ def attempt(log: TraceLog | None, task: tuple[int, int, int], *, app: str, metho
         "command": command, "lofn_version": __version__, "start": time.time(), "end": None,
         "status": "ok", "error": None, "exit_code": None, "oom": False, "timeout": False,
         "peak_memory_bytes": None, "cpu_seconds": None, "meter": "not measured",
-        "bytes_in": bytes_in, "bytes_out": None, "stderr_tail": None}
+        "bytes_in": bytes_in, "bytes_out": None, "stderr_tail": None, "limits": None}
     try:
         yield record
         if record["mode"] != "cache" and record["exit_code"] is None:

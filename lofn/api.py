@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property, partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from lofn import _cache, _images, _task, _trace, hdfs_handler
 from lofn.docker_handler import ensure_image, get_client, validate_user_input
@@ -24,10 +24,13 @@ from lofn.errors import (
     from_spark_error,
 )
 from lofn.options import BINARY_INPUTS_LIST, MAX_FAN_IN, CallOptions, Default, PipeOptions
+from lofn.resources import Resources
+from lofn.resources import sizing as _sizing
 from lofn.tmp_file_handler import split_lines
 
 if TYPE_CHECKING:
     from pyspark import RDD, SparkConf, SparkContext
+    from pyspark.resource import ResourceProfile
 
 __all__ = ["DockerPipe"]
 
@@ -71,6 +74,17 @@ def _master_type(spark_configuration) -> tuple[str, str]:
         return master, "yarn"
     raise InvalidArgument(f"Spark master {master!r} is not supported by lofn; use local[...], "
                           "spark://HOST:PORT (standalone) or yarn")
+
+
+def _profile(rdd: RDD) -> ResourceProfile | None:
+    """The RDD's resource profile; ``None`` if it has none or cannot say (a pair RDD of
+    ``binaryFiles``, whose Java side lacks the call: its tasks still see their profile)."""
+    from py4j.protocol import Py4JError
+
+    try:
+        return rdd.getResourceProfile()
+    except Py4JError:
+        return None
 
 
 @contextmanager
@@ -157,6 +171,15 @@ class DockerPipe:
             ``lofn report DIR`` draws them. Made and tried on the driver:
             one that cannot be written raises
             :class:`~lofn.errors.InvalidArgument` naming it.
+        resources: size every container by its Spark task (default: no
+            limits but the process limit): ``True`` or a
+            :class:`~lofn.resources.Resources` gives each container
+            ``--cpus`` = the task's CPUs, a memory limit = the task's share
+            of the executor's memory budget (grown on each retry after an
+            :class:`~lofn.errors.OutOfMemory` if asked), and with
+            ``gpus=True`` the GPUs Spark assigned the task. A method's
+            ``docker_options`` ``--cpus``, ``--memory`` or ``--gpus`` wins.
+            The formula and its inputs: :mod:`lofn.resources`.
 
     Raises:
         TypeError: an unknown keyword argument, or ``volumes`` not a dict.
@@ -175,14 +198,15 @@ class DockerPipe:
                  ship_image: bool = False,
                  reuse_containers: bool = False,
                  result_cache: str | None = None,
-                 trace: str | None = None) -> None:
+                 trace: str | None = None,
+                 resources: bool | Resources | None = None) -> None:
         #: The checked keywords (a frozen :class:`~lofn.options.PipeOptions`).
         self.options = PipeOptions(
             temporary_directory_parent=temporary_directory_parent,
             shared_mountpoint=shared_mountpoint, volumes=volumes, hdfs_url=hdfs_url,
             hdfs_user=hdfs_user, hdfs_timeout=hdfs_timeout, timeout=timeout,
             image_pull=image_pull, ship_image=ship_image, reuse_containers=reuse_containers,
-            result_cache=result_cache, trace=trace)
+            result_cache=result_cache, trace=trace, resources=resources)
         self.master, self.master_type = _master_type(spark_configuration)
         self._spark_configuration = spark_configuration
         self._hdfs: hdfs_handler.HdfsConfig | None = None
@@ -240,7 +264,7 @@ class DockerPipe:
 
     def job(self, call: CallOptions, *, app: str, spark_context: SparkContext | None,
             local_checks: bool | None = None, binary: bool = False,
-            method: str = "map") -> _task.ContainerJob:
+            method: str = "map", profile: ResourceProfile | None = None) -> _task.ContainerJob:
         """The container job of one call, which travels to its tasks: the one builder.
 
         Every method, :func:`~lofn.dataframe.map_dataframe` and the ``lofn``
@@ -258,6 +282,7 @@ class DockerPipe:
                 engine and paths can be checked here); default: a local master.
             binary: the job writes binary outputs (on YARN they go to HDFS).
             method: what the trace calls the job's containers (``'map'``, ``'reduce'``...).
+            profile: the input RDD's resource profile, if it has one (for ``resources``).
         """
         options = self.options
         local = self._driver_is_executor if local_checks is None else local_checks
@@ -276,6 +301,10 @@ class DockerPipe:
                                     save=not self._driver_is_executor)
         elif local:
             self._preflight(call.image_name)
+        conf = spark_context.getConf() if spark_context is not None else (
+            self._spark_configuration if hasattr(self._spark_configuration, "get") else None)
+        resources = cast("Resources | None", options.resources)  # True became a Resources
+        sizing = _sizing(resources, conf, self.master, profile, create)
         on_hdfs = self.master_type == "yarn"
         return _task.ContainerJob(
             image=call.image_name, command=call.command,
@@ -286,14 +315,16 @@ class DockerPipe:
             hdfs=self.hdfs if on_hdfs and (self.volumes or binary) else None,
             timeout=options.timeout if isinstance(call.timeout, Default) else call.timeout,
             pull=options.image_pull, reuse=options.reuse_containers,
-            cache=self._cache(), shipment=shipment, trace=self._trace, method=method)
+            cache=self._cache(), shipment=shipment, trace=self._trace, method=method,
+            sizing=sizing)
 
     def _rdd_job(self, rdd: RDD, call: CallOptions, method: str,
                  binary: bool = False) -> _task.ContainerJob:
         if not hasattr(rdd, "mapPartitions"):
             raise InvalidArgumentType(f"rdd must be a Spark RDD, got {type(rdd).__name__}")
         return self.job(call, app=rdd.context.applicationId, spark_context=rdd.context,
-                        binary=binary, method=method)
+                        binary=binary, method=method,
+                        profile=_profile(rdd) if self.options.resources else None)
 
     @cached_property
     def _trace(self) -> _trace.TraceLog | None:

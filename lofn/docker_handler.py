@@ -34,6 +34,7 @@ from lofn.errors import (
     InvalidArgumentType,
     OutOfMemory,
 )
+from lofn.resources import Limits
 
 __all__ = ["DockerFailure", "ContainerSpec", "run_container", "run", "execute",
            "validate_user_input", "get_client", "LABEL"]
@@ -71,6 +72,8 @@ class ContainerSpec:
         pull: the image pull policy, one of :data:`lofn.options.PULL_POLICIES`.
         record: the attempt's trace record, which the run fills in (the
             image ID, peak memory, CPU time), or ``None``.
+        limits: the limits derived from the task's Spark resources (already
+            in ``options``), or ``None``; an OOM error explains them.
     """
 
     image: str
@@ -83,6 +86,7 @@ class ContainerSpec:
     timeout: float | None = None
     pull: str = "never"
     record: dict | None = field(default=None, compare=False, repr=False)
+    limits: Limits | None = None
 
     def create_kwargs(self) -> dict:
         """Keyword arguments for ``client.containers.create``.
@@ -135,6 +139,13 @@ def _exit_failure(spec: ContainerSpec, container, code: int, stderr: str) -> Doc
     """The failure for a non-zero exit: :class:`OutOfMemory` if the engine OOM-killed it."""
     container.reload()
     if container.attrs.get("State", {}).get("OOMKilled"):
+        if spec.limits is not None and spec.limits.memory is not None:
+            return _failure(spec, f"container was killed for exceeding its memory limit of "
+                                  f"{spec.limits.memory_text()}", cls=OutOfMemory,
+                            exit_code=code, stderr=stderr,
+                            hint="raise the budget (Resources(memory=...)), let each retry "
+                                 "grow it (Resources(growth=...)) or let Spark retry more "
+                                 "(spark.task.maxFailures)")
         limit = spec.options.get("mem_limit", "the engine's default")
         return _failure(spec, f"container was killed for exceeding its memory limit ({limit})",
                         cls=OutOfMemory, exit_code=code, stderr=stderr,

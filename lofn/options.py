@@ -36,6 +36,8 @@ from typing import Any
 
 from lofn import _options
 from lofn.errors import InvalidArgument, InvalidArgumentType
+from lofn.resources import Resources
+from lofn.resources import check as _resources
 from lofn.tmp_file_handler import check_file_name
 
 __all__ = ["BINARY_INPUTS_LIST", "DEFAULT_PIDS_LIMIT", "MAX_FAN_IN", "PULL_POLICIES",
@@ -285,6 +287,11 @@ class PipeOptions:
         _trace_location, flags=("--trace",), metavar="DIR",
         help="write a JSON record of every container run into directory DIR (local, or "
              "hdfs:///path on YARN); 'lofn report DIR' shows them")
+    resources: bool | Resources | None = _option(
+        _resources, flags=("--resources",), metavar="SPEC", parse=Resources.parse,
+        help="size each container by its Spark task: --cpus from the task's CPUs, memory "
+             "from the task's share of a budget, GPUs Spark assigned; SPEC is 'auto' or "
+             "e.g. 'memory=8g,growth=2,max_memory=16g,gpus' (memory: the executor's budget)")
 
     def __post_init__(self) -> None:
         if not self.shared_mountpoint:  # the seed's scripts pass None for the default

@@ -83,7 +83,12 @@ sys.exit(json.load(open(sys.argv[1]))["argv"][0] != sys.argv[2])' "$spec" "$PY" 
         return
     fi
     log "installing the Jupyter kernel 'lofn' ($PY) into $VENV"
-    "$PY" -m ipykernel install --sys-prefix --name lofn --display-name "Python (lofn)" >/dev/null
+    # ipykernel writes the spec under a mkdtemp directory and leaves that directory behind
+    local scratch
+    scratch=$(mktemp -d)
+    TMPDIR=$scratch "$PY" -m ipykernel install --sys-prefix --name lofn \
+        --display-name "Python (lofn)" >/dev/null
+    rm -rf "$scratch"
 }
 
 engine_answers() { "$PY" -c 'import docker; docker.from_env(timeout=5).ping()' 2>/dev/null; }

@@ -44,8 +44,9 @@ def _main_bridges() -> set[str]:
 class PrivateEngine:
     """A dockerd of this test's own; ``host`` is its ``DOCKER_HOST``."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, env: dict | None = None) -> None:
         self.base = base
+        self.env = {**os.environ, **(env or {})}
         self.host = f"unix://{base}/docker.sock"
         self.log = base / "dockerd.log"
         self.process: subprocess.Popen | None = None
@@ -72,7 +73,7 @@ class PrivateEngine:
                  "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false",
                  "--shutdown-timeout=1"],
                 stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                env=self.env, start_new_session=True)
         deadline = time.monotonic() + ENGINE_TIMEOUT
         while True:
             if self.process.poll() is not None:
@@ -104,8 +105,10 @@ class PrivateEngine:
 
 
 @contextmanager
-def private_engine(parent: str):
+def private_engine(parent: str, env: dict | None = None):
     """A started :class:`PrivateEngine` under ``parent``; stopped and deleted afterwards.
+
+    ``env`` is added to dockerd's environment.
 
     ``parent`` should not be the session's TMPDIR (whose entries are checked
     for lofn leftovers), and should be short: a socket path must fit in 108 bytes.
@@ -116,7 +119,7 @@ def private_engine(parent: str):
         require("root", "starting a private dockerd needs root")
     base = Path(tempfile.mkdtemp(prefix="docker-engine-", dir=parent))
     bridges = _main_bridges()
-    engine = PrivateEngine(base)
+    engine = PrivateEngine(base, env)
     try:
         engine.start()
         yield engine

@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,9 +213,15 @@ def _wait_alive(cluster: StandaloneCluster, workers: int, timeout: float) -> Non
                 f"{cluster.logs()}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def standalone_master(docker_client, busybox, session_tmp):
-    """A standalone master with two one-core workers; yields a :class:`StandaloneCluster`."""
+@contextmanager
+def standalone_cluster(session_tmp: str, *, workers: int = WORKERS, cores: int = 1,
+                       worker_options: str = "", env: dict | None = None):
+    """A started standalone master with ``workers`` workers of ``cores`` cores each.
+
+    ``worker_options`` are Java ``-D`` settings of the workers (e.g. their
+    ``spark.worker.resource.*``); ``env`` is added to every daemon's
+    environment. Stopped and its files removed afterwards.
+    """
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         require("Java", "no 'java' on PATH and no JAVA_HOME (Spark needs Java 17+)")
     spark_home = _spark_home()
@@ -231,7 +238,8 @@ def standalone_master(docker_client, busybox, session_tmp):
            "SPARK_PID_DIR": str(base),
            # Keep the JVMs' own temp files out of /tmp, in the directory removed at the end.
            "SPARK_DAEMON_JAVA_OPTS": " ".join(filter(None, [
-               os.environ.get("SPARK_DAEMON_JAVA_OPTS"), f"-Djava.io.tmpdir={base}"]))}
+               os.environ.get("SPARK_DAEMON_JAVA_OPTS"), f"-Djava.io.tmpdir={base}"])),
+           **(env or {})}
     port, web_port = free_port(), free_port()
     cluster = StandaloneCluster(spark_home=spark_home, master_url=f"spark://127.0.0.1:{port}",
                                 web_url=f"http://127.0.0.1:{web_port}", base=base, python=python)
@@ -240,17 +248,18 @@ def standalone_master(docker_client, busybox, session_tmp):
         _start(cluster, "master", ["org.apache.spark.deploy.master.Master", "--host",
                                    "127.0.0.1", "--port", str(port), "--webui-port",
                                    str(web_port)], env)
-        for number in range(1, WORKERS + 1):
+        for number in range(1, workers + 1):
             work = base / f"worker-{number}"
             local = base / f"local-{number}"
             work.mkdir()
             local.mkdir()
             _start(cluster, f"worker-{number}",
                    ["org.apache.spark.deploy.worker.Worker", cluster.master_url,
-                    "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
+                    "--host", "127.0.0.1", "--cores", str(cores), "--memory", "1g",
                     "--work-dir", str(work), "--webui-port", str(free_port())],
-                   {**env, "SPARK_LOCAL_DIRS": str(local)})
-        _wait_alive(cluster, WORKERS, START_TIMEOUT)
+                   {**env, "SPARK_LOCAL_DIRS": str(local),
+                    **({"SPARK_WORKER_OPTS": worker_options} if worker_options else {})})
+        _wait_alive(cluster, workers, START_TIMEOUT)
         cluster.startup_seconds = time.monotonic() - started
         print(f"\nstandalone cluster {cluster.master_url} up in {cluster.startup_seconds:.1f} s")
         yield cluster
@@ -259,6 +268,13 @@ def standalone_master(docker_client, busybox, session_tmp):
         for daemon in reversed(cluster.daemons):
             daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def standalone_master(docker_client, busybox, session_tmp):
+    """A standalone master with two one-core workers; yields a :class:`StandaloneCluster`."""
+    with standalone_cluster(session_tmp) as cluster:
+        yield cluster
 
 
 # ---------------------------------------------------------------------------

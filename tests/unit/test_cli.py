@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 import lofn
-from lofn import cli
+from lofn import Resources, cli
 from lofn.cli import _run
 from lofn.cli._parser import build_parser, subcommand
 from lofn.errors import (
@@ -194,6 +194,9 @@ def test_single_values_are_parsed_and_checked_by_their_declaration():
     ("--max-fan-in", "1", "argument --max-fan-in: max_fan_in must be a whole number >= 2"),
     ("--max-fan-in", "2.5", "max_fan_in must be a whole number >= 2, got '2.5'"),
     ("--image-pull", "sometimes", "argument --image-pull: invalid choice: 'sometimes'"),
+    ("--resources", "memory=0", "argument --resources: resources memory budget must be a "
+                                "positive size, got '0'"),
+    ("--resources", "cpus=2", "'cpus=2' is not one of memory=SIZE, growth=FACTOR"),
 ])
 def test_bad_single_value_is_an_argparse_error(capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_:
@@ -277,10 +280,11 @@ def test_options_reach_the_pipe_and_its_calls(capsys, workdir, monkeypatch):
     assert run_map("in.txt", "-o", "out.txt", "--master", "local[1]", "--timeout", "5",
                    "--image-pull", "missing", "--reuse-containers", "-v", "patterns:/patterns",
                    "--docker-option=--memory=1g", "--reduce", "cat", "--reduce-image", "r",
-                   "--max-fan-in", "3") == cli.EXIT_OK
+                   "--max-fan-in", "3", "--resources", "memory=2g,growth=2") == cli.EXIT_OK
     options = seen["pipe"].options
     assert (options.timeout, options.image_pull, options.reuse_containers) == (
         5.0, "missing", True)
+    assert options.resources == Resources(memory="2g", growth=2)
     assert seen["pipe"].volumes == {f"{workdir}/patterns": {"bind": "/patterns", "mode": "ro"}}
     assert seen["call"] == {"docker_options": ("--memory=1g",), "max_fan_in": 3}
     assert seen["lofn/busybox"] == seen["r"] == "missing"  # both images checked
