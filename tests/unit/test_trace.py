@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 
@@ -13,8 +14,12 @@ ID = "c0ffee" * 10 + "abcd"
 
 
 def _write(path, text: str) -> None:
+    """Write ``text`` whole (renamed into place): the meter's thread never reads a file
+    half-written, which a real cgroup file never is (an empty read there means it is gone)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    temporary = path.with_name(f".{path.name}.new")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 @pytest.fixture
@@ -52,7 +57,7 @@ def test_pure_cgroup_v1_is_sampled_until_the_cgroup_goes(root, cpu):
     _write(memory, "5000\n")
     _write(usage, "3500000000\n")
     deadline = time.monotonic() + 60  # a loaded machine may be slow to run the thread
-    while meter._peak != 5000 and time.monotonic() < deadline:
+    while (meter._peak, meter._cpu) != (5000, 3.5) and time.monotonic() < deadline:
         time.sleep(0.01)
     shutil.rmtree(root / "memory")  # the container ended: runc removed its cgroup
     shutil.rmtree(root / cpu)
