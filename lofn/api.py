@@ -24,7 +24,7 @@ from lofn.errors import (
     from_spark_error,
 )
 from lofn.options import BINARY_INPUTS_LIST, MAX_FAN_IN, CallOptions, Default, PipeOptions
-from lofn.resources import Resources
+from lofn.resources import Resources, Sizing
 from lofn.resources import sizing as _sizing
 from lofn.tmp_file_handler import split_lines
 
@@ -76,15 +76,15 @@ def _master_type(spark_configuration) -> tuple[str, str]:
                           "spark://HOST:PORT (standalone) or yarn")
 
 
-def _profile(rdd: RDD) -> ResourceProfile | None:
-    """The RDD's resource profile; ``None`` if it has none or cannot say (a pair RDD of
-    ``binaryFiles``, whose Java side lacks the call: its tasks still see their profile)."""
+def _profile(rdd: RDD) -> tuple[ResourceProfile | None, bool]:
+    """(the RDD's resource profile or ``None``, whether that is known): a pair RDD of
+    ``binaryFiles`` cannot say (its Java side lacks the call; its tasks still see it)."""
     from py4j.protocol import Py4JError
 
     try:
-        return rdd.getResourceProfile()
+        return rdd.getResourceProfile(), True
     except Py4JError:
-        return None
+        return None, False
 
 
 @contextmanager
@@ -264,7 +264,8 @@ class DockerPipe:
 
     def job(self, call: CallOptions, *, app: str, spark_context: SparkContext | None,
             local_checks: bool | None = None, binary: bool = False,
-            method: str = "map", profile: ResourceProfile | None = None) -> _task.ContainerJob:
+            method: str = "map", profile: ResourceProfile | None = None,
+            profile_known: bool = True) -> _task.ContainerJob:
         """The container job of one call, which travels to its tasks: the one builder.
 
         Every method, :func:`~lofn.dataframe.map_dataframe` and the ``lofn``
@@ -282,7 +283,9 @@ class DockerPipe:
                 engine and paths can be checked here); default: a local master.
             binary: the job writes binary outputs (on YARN they go to HDFS).
             method: what the trace calls the job's containers (``'map'``, ``'reduce'``...).
-            profile: the input RDD's resource profile, if it has one (for ``resources``).
+            profile: the resource profile of the RDD the containers run on, if it
+                has one (for ``resources``); ``profile_known=False`` if that
+                cannot be told.
         """
         options = self.options
         local = self._driver_is_executor if local_checks is None else local_checks
@@ -301,10 +304,7 @@ class DockerPipe:
                                     save=not self._driver_is_executor)
         elif local:
             self._preflight(call.image_name)
-        conf = spark_context.getConf() if spark_context is not None else (
-            self._spark_configuration if hasattr(self._spark_configuration, "get") else None)
-        resources = cast("Resources | None", options.resources)  # True became a Resources
-        sizing = _sizing(resources, conf, self.master, profile, create)
+        sizing = self._sizing(create, spark_context, profile, profile_known)
         on_hdfs = self.master_type == "yarn"
         return _task.ContainerJob(
             image=call.image_name, command=call.command,
@@ -318,13 +318,30 @@ class DockerPipe:
             cache=self._cache(), shipment=shipment, trace=self._trace, method=method,
             sizing=sizing)
 
+    def _sizing(self, create: dict, spark_context: SparkContext | None,
+                profile: ResourceProfile | None, profile_known: bool) -> Sizing | None:
+        """``resources`` with the job's Spark configuration, checked (``None`` if not asked)."""
+        resources = cast("Resources | None", self.options.resources)  # True became a Resources
+        if resources is None:
+            return None
+        conf = spark_context.getConf() if spark_context is not None else (
+            self._spark_configuration if hasattr(self._spark_configuration, "get") else None)
+        # local[*]: the threads Spark runs, unless spark.default.parallelism hides them
+        threads = (spark_context.defaultParallelism if spark_context is not None and not (
+            conf and conf.get("spark.default.parallelism")) else None)
+        return _sizing(resources, conf, self.master, profile, create,
+                       profile_known=profile_known, local_cores=threads)
+
     def _rdd_job(self, rdd: RDD, call: CallOptions, method: str,
-                 binary: bool = False) -> _task.ContainerJob:
+                 binary: bool = False, after_shuffle: bool = False) -> _task.ContainerJob:
+        """The job of a call on ``rdd``; ``after_shuffle``: its containers run in a later
+        stage (a reduce's merges), under the default resource profile."""
         if not hasattr(rdd, "mapPartitions"):
             raise InvalidArgumentType(f"rdd must be a Spark RDD, got {type(rdd).__name__}")
+        profile, known = ((None, True) if after_shuffle or not self.options.resources
+                          else _profile(rdd))
         return self.job(call, app=rdd.context.applicationId, spark_context=rdd.context,
-                        binary=binary, method=method,
-                        profile=_profile(rdd) if self.options.resources else None)
+                        binary=binary, method=method, profile=profile, profile_known=known)
 
     @cached_property
     def _trace(self) -> _trace.TraceLog | None:
@@ -552,7 +569,7 @@ class DockerPipe:
                            docker_options=docker_options, reduce_udf=reduce_udf,
                            max_fan_in=max_fan_in, timeout=timeout, sample=sample,
                            sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call, "reduce")
+        job = self._rdd_job(rdd, call, "reduce", after_shuffle=True)
         rdd = call.sampled(rdd)
         output_name = call.container_output_name
         if call.reduce_udf is None:
@@ -615,14 +632,14 @@ class DockerPipe:
                            container_output_name=container_output_name,
                            docker_options=docker_options, timeout=timeout, sample=sample,
                            sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call, "reduce_by_key")
+        job = self._rdd_job(rdd, call, "reduce_by_key", after_shuffle=True)
+        combine = (self._rdd_job(rdd, replace(call, command=call.combiner), "reduce_by_key")
+                   if call.combiner is not None else None)  # in the input's stage
         rdd = call.sampled(rdd)
         input_name, output_name = call.container_input_name, call.container_output_name
         count = rdd.getNumPartitions() if call.num_partitions is None else call.num_partitions
         partition_func = call.partition_func or portable_hash
-        if call.combiner is not None:
-            combine = self._rdd_job(rdd, replace(call, command=call.combiner),
-                                    "reduce_by_key")
+        if combine is not None:
             rdd = rdd.mapPartitions(partial(_task.map_partition, combine, input_name,
                                             output_name, None))
         keyed = rdd.map(partial(_task.with_key, call.key or _task.first_field))
@@ -714,7 +731,7 @@ class DockerPipe:
                            docker_options=docker_options, reduce_udf=reduce_udf,
                            binary_max_fan_in=max_fan_in, timeout=timeout, sample=sample,
                            sample_seed=sample_seed)
-        job = self._rdd_job(rdd, call, "reduce_binary")
+        job = self._rdd_job(rdd, call, "reduce_binary", after_shuffle=True)
         rdd = call.sampled(rdd)
         output_name = call.container_binary_output_name
         if call.reduce_udf is not None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from lofn import resources
 from lofn._task import ContainerJob, _task_ids
 from lofn.api import DockerPipe
 from lofn.errors import InvalidArgument, InvalidArgumentType, LofnError
@@ -113,9 +114,11 @@ def pipe_for(session, **kwargs) -> DockerPipe:
         conf = SparkConf(loadDefaults=False)
     else:
         conf = SparkConf()
-    master = _session_conf(session, "spark.master")
-    if master:
-        conf.set("spark.master", master)
+    # the master, and what resources= reads of the server's configuration
+    for key in ("spark.master", *(resources.SETTINGS if kwargs.get("resources") else ())):
+        value = _session_conf(session, key)
+        if value:
+            conf.set(key, value)
     return DockerPipe(conf, **kwargs)
 
 

@@ -614,7 +614,7 @@ def _bar(record: dict[str, Any], first: float, scale: float, y: int, colour: str
            f"exit code {record['exit_code'] if record['exit_code'] is not None else '—'}"
            + (", out of memory" if record["oom"] else "")
            + (", timed out" if record["timeout"] else ""),
-           f"peak memory {human_bytes(record['peak_memory_bytes'])}"]
+           f"peak memory {_memory(record)}"]
     if failed and record["error"]:
         tip.append(record["error"])
     classes = "bar" if record["status"] == "ok" else f"bar {record['status']}"
@@ -638,6 +638,20 @@ def _bar(record: dict[str, Any], first: float, scale: float, y: int, colour: str
                      'paint-order:stroke;font-size:13px;font-weight:700">\u2715</text>')
     parts.append("</g>")
     return "".join(parts)
+
+
+def memory_limit(record: dict[str, Any]) -> int | None:
+    """The memory limit ``resources`` gave the container (the optional ``limits`` field)."""
+    limits = record.get("limits")
+    memory = limits.get("memory_bytes") if isinstance(limits, dict) else None
+    return memory if isinstance(memory, int) and not isinstance(memory, bool) else None
+
+
+def _memory(record: dict[str, Any]) -> str:
+    """Peak memory, and the limit out of ``resources`` if there was one."""
+    limit = memory_limit(record)
+    peak = human_bytes(record["peak_memory_bytes"])
+    return peak if limit is None else f"{peak} of {human_bytes(limit)}"
 
 
 def _stage_table(summaries: list[StageSummary], several_apps: bool) -> str:
@@ -679,7 +693,7 @@ def _slowest(records: list[dict[str, Any]], count: int = 10) -> str:
             f"<td>{r['stage']} ({_text(r['method'])})</td><td class=\"n\">{r['partition']}</td>"
             f'<td class="n">{r["attempt"]}</td><td class="n">{human_seconds(seconds(r))}</td>'
             f"<td>{_text(r['status'])}</td><td>{_text(r['host'])} / {r['worker']}</td>"
-            f'<td class="n">{human_bytes(r["peak_memory_bytes"])}</td><td class="n">{cpu}</td>'
+            f'<td class="n">{_memory(r)}</td><td class="n">{cpu}</td>'
             f'<td class="n">{human_bytes(r["bytes_in"])}</td>'
             f'<td class="n">{human_bytes(r["bytes_out"])}</td></tr>')
     return f'<div class="scroll"><table id="slowest">{head}{"".join(rows)}</table></div>'
@@ -700,7 +714,9 @@ def _failures(records: list[dict[str, Any]]) -> str:
         else:
             outcome = "not retried"
         flags = [f"exit code {r['exit_code']}" if r["exit_code"] is not None else "no exit code"]
-        flags += ["out of memory"] if r["oom"] else []
+        limit = memory_limit(r)
+        flags += [f"out of memory (limit {human_bytes(limit)})" if limit is not None
+                  else "out of memory"] if r["oom"] else []
         flags += ["timed out"] if r["timeout"] else []
         tail = (f"<pre>{_text(r['stderr_tail'])}</pre>" if r["stderr_tail"]
                 else '<p class="muted">no stderr</p>')

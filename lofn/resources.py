@@ -5,7 +5,7 @@ Opt in with ``DockerPipe(conf, resources=Resources(...))`` (or
 every container lofn starts for a task gets:
 
 - **CPUs**: ``--cpus`` = the task's CPUs (``TaskContext.cpus()``: the
-  stage's resource profile, else ``spark.task.cpus``).
+  stage's resource profile, else ``spark.task.cpus``), at most the host's.
 - **Memory**: a limit, swap included, of the task's share of the
   executor's memory budget::
 
@@ -17,12 +17,14 @@ every container lofn starts for a task gets:
   Spark's memory for Python beside each executor; else the executor
   host's physical memory minus the executor's heap (``spark.executor.memory``;
   ``spark.driver.memory`` on a ``local`` master). The executor cores are
-  ``spark.executor.cores`` (the profile's, if it sets them); ``N`` on a
-  ``local[N]`` master; else the executor host's CPU count (a standalone
-  executor without ``spark.executor.cores`` takes all its worker's cores).
-  ``max_memory`` defaults to the budget. A task that Spark retries after
-  :class:`~lofn.errors.OutOfMemory` gets ``growth`` times more on each
-  attempt (``growth=1``, the default: the same).
+  ``N`` on a ``local[N]`` master; else ``spark.executor.cores`` (the
+  profile's, if it sets them); else 1 on YARN; else the executor host's CPU
+  count (a standalone executor without ``spark.executor.cores`` takes all
+  its worker's cores).
+  ``max_memory`` defaults to the budget. Each attempt Spark makes at a
+  task gets ``growth`` times more than the one before (``growth=1``, the
+  default: the same), for a task retried after
+  :class:`~lofn.errors.OutOfMemory` (or any other failure).
 - **GPUs** (``Resources(gpus=True)``): the addresses Spark assigned to the
   task (``TaskContext.resources()['gpu']``) as the engine's device request
   for exactly those devices (``--gpus device=ID,...``). Untested on real
@@ -55,8 +57,12 @@ __all__ = ["MIN_MEMORY", "Limits", "Resources", "Sizing", "format_size", "parse_
 MIN_MEMORY = 6 * 1024 * 1024
 #: Spark's name of the GPU task resource.
 GPU = "gpu"
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+#: The Spark settings the driver reads (:func:`~lofn.dataframe.pipe_for` copies them from a
+#: Spark Connect session).
+SETTINGS = ("spark.executor.cores", "spark.executor.memory", "spark.driver.memory",
+            "spark.executor.pyspark.memory", "spark.task.cpus", f"spark.task.resource.{GPU}.amount")
+_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])i?b?|(b))?\s*", re.IGNORECASE)
 
 
 def parse_size(name: str, value: Any, *, bare: str = "b") -> int:
@@ -68,8 +74,8 @@ def parse_size(name: str, value: Any, *, bare: str = "b") -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
     elif isinstance(value, str) and (match := _SIZE.fullmatch(value)):
-        number, unit = match.groups()
-        size = math.floor(float(number) * _UNITS[(unit or bare).lower()])
+        number, unit, byte = match.groups()
+        size = math.floor(float(number) * _UNITS[(unit or byte or bare).lower()])
     else:
         raise InvalidArgument(f"{name} must be a size such as '512m' or '8g' (or a whole "
                               f"number of bytes), got {value!r}")
@@ -95,8 +101,9 @@ class Resources:
             ``'8g'`` (or bytes); each container gets its task's share.
             ``None``: ``spark.executor.pyspark.memory``, else the executor
             host's memory minus the executor's heap.
-        growth: how much more memory each retry of a task gets after its
-            container was killed for memory, ``>= 1`` (``1``: no growth).
+        growth: how much more memory each attempt at a task gets than the
+            one before (a retry after its container was killed for memory),
+            ``>= 1`` (``1``: no growth).
         max_memory: the most memory one container gets, however many
             attempts (default: the budget).
         gpus: give each container the GPUs Spark assigned its task
@@ -201,7 +208,8 @@ class Sizing:
         resources = self.resources
         attempt = context.attemptNumber()
         task_cpus = context.cpus()
-        cpus = None if "cpus" in self.explicit else task_cpus
+        # the engine refuses more CPUs than the host has (an oversubscribed worker)
+        cpus = None if "cpus" in self.explicit else min(task_cpus, os.cpu_count() or task_cpus)
         gpus = None
         if resources.gpus and "gpus" not in self.explicit:
             assigned = context.resources().get(GPU)
@@ -229,6 +237,8 @@ class Sizing:
                            for number in range(attempt + 1))
         if resources.growth > 1:
             how += f"; * {resources.growth:g} per attempt, at most {format_size(cap)}"
+        elif cap < share:
+            how += f"; at most {format_size(cap)} (max_memory)"
         return Limits(cpus=cpus, memory=by_attempt[-1], gpus=gpus, attempt=attempt,
                       by_attempt=by_attempt, how=how)
 
@@ -251,12 +261,16 @@ class Sizing:
 
 
 def sizing(resources: Resources | None, conf: Any, master: str, profile: Any,
-           create_options: dict) -> Sizing | None:
+           create_options: dict, *, profile_known: bool = True,
+           local_cores: int | None = None) -> Sizing | None:
     """The :class:`Sizing` of a job, checked on the driver (``None`` when not asked for).
 
-    ``conf`` is the job's ``SparkConf`` (or ``None``); ``profile`` the input
-    RDD's ``ResourceProfile`` (or ``None``); ``create_options`` the call's
-    translated ``docker_options``.
+    ``conf`` is the job's ``SparkConf`` (or ``None``); ``profile`` the
+    ``ResourceProfile`` of the RDD the containers run on (``None``: the
+    default one; ``profile_known=False``: it cannot be told, and the task
+    checks what the driver cannot); ``create_options`` the call's translated
+    ``docker_options``; ``local_cores`` the threads of a ``local[*]`` master
+    (default: the CPUs this process may run on).
 
     Raises:
         InvalidArgument: GPUs asked for where the tasks have none, or a
@@ -270,12 +284,14 @@ def sizing(resources: Resources | None, conf: Any, master: str, profile: Any,
     setting = (conf.get if conf is not None else lambda key, default=None: default)
     local = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\s*\d+)?\])?", master)
     executor_cores = None
-    if setting("spark.executor.cores"):
-        executor_cores = int(setting("spark.executor.cores")), "spark.executor.cores"
-    elif local:
+    if local:  # Spark ignores spark.executor.cores on a local master
         count = local.group(1)
-        executor_cores = (1 if count is None else (os.cpu_count() or 1) if count == "*"
-                          else int(count)), "local master"
+        executor_cores = (1 if count is None else int(count) if count != "*"
+                          else local_cores or len(os.sched_getaffinity(0))), "local master"
+    elif setting("spark.executor.cores"):
+        executor_cores = int(setting("spark.executor.cores")), "spark.executor.cores"
+    elif master.startswith("yarn"):
+        executor_cores = 1, "spark.executor.cores, YARN's default"
     heap_key = "spark.driver.memory" if local else "spark.executor.memory"
     heap = parse_size(heap_key, setting(heap_key, "1g"), bare="m")
     pyspark = setting("spark.executor.pyspark.memory")
@@ -283,21 +299,22 @@ def sizing(resources: Resources | None, conf: Any, master: str, profile: Any,
         pyspark) else None
     task = getattr(profile, "taskResources", None) or {}
     executor = getattr(profile, "executorResources", None) or {}
-    if resources.gpus and "gpus" not in explicit:
-        amount = task[GPU].amount if GPU in task else float(
+    if resources.gpus and "gpus" not in explicit and profile_known:
+        # a profile's task resources replace the configuration's
+        amount = (task[GPU].amount if GPU in task else 0) if profile is not None else float(
             setting(f"spark.task.resource.{GPU}.amount", "0"))
         if not amount > 0:
             raise InvalidArgument(
                 f"resources gpus=True, but the tasks get no GPUs: set "
                 f"spark.task.resource.{GPU}.amount (with spark.executor.resource.{GPU}.amount "
-                "and a discovery script), or give the RDD a resource profile that asks for "
-                "them; or leave gpus off")
+                "and a discovery script), or give the RDD you pass to lofn a resource profile "
+                "that asks for them (withResources on that RDD); or leave gpus off")
     budget = resources.memory or (executor["pyspark.memory"].amount << 20
                                   if "pyspark.memory" in executor else pyspark_memory)
     cores = executor["cores"].amount if "cores" in executor else (
         executor_cores[0] if executor_cores else None)
     task_cpus = int(task["cpus"].amount) if "cpus" in task else int(setting("spark.task.cpus", "1"))
-    if "memory" not in explicit and budget is not None and cores:
+    if "memory" not in explicit and budget is not None and cores and profile_known:
         share = budget * task_cpus // cores
         if share < MIN_MEMORY:
             raise InvalidArgument(

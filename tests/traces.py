@@ -27,6 +27,7 @@ def record(**fields: Any) -> dict[str, Any]:
         "start": T0, "end": T0 + 1.0, "status": "ok", "error": None, "exit_code": 0,
         "oom": False, "timeout": False, "peak_memory_bytes": 12 * 2**20, "cpu_seconds": 0.8,
         "meter": "cgroup v2", "bytes_in": 40_000, "bytes_out": 38_000, "stderr_tail": None,
+        "limits": None,
     }
     unknown = set(fields) - set(base)
     assert not unknown, f"not trace fields: {unknown}"

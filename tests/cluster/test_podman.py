@@ -344,6 +344,8 @@ def test_word_count_binary_failure_and_reuse_on_podman(podman_service, session_t
     # each partition sorted in its container, streamed through stdin and stdout
     piped = summary["pipe"]
     assert piped["fresh"] == piped["reuse"] == piped["expected"], piped
+    # resources=: 600 MiB * 1 task CPU / 2 cores, 1 CPU, through Podman's API
+    assert summary["limits"] == [[300 * (1 << 20), 1.0]], summary["limits"]
 
     assert summary["left_containers"] == [], f"left in Podman: {summary['left_containers']}"
     assert summary["left_temp_entries"] == [], summary["left_temp_entries"]

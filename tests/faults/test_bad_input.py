@@ -65,6 +65,28 @@ def test_bad_call_arguments(sc, pipe, busybox, no_job_starts, call, error, fragm
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize("resources, fragment", [
+    ("memory=lots", "resources memory budget must be a size such as '512m' or '8g' (or a "
+                    "whole number of bytes), got 'lots'"),
+    ("memory=-1g", "got '-1g'"),
+    ("memory=0", "resources memory budget must be a positive size, got '0'"),
+    ("memory=4m", "resources memory budget '4m' is 4 MiB; it must be at least 6 MiB"),
+    ("growth=0.5", "resources growth must be a number >= 1 (1: the same memory on every "
+                   "attempt), got 0.5"),
+    # the session's local[2]: 2 executor cores, so each container would get 5 MiB
+    ("memory=10m", "budget 10 MiB * 1 task CPUs / 2 executor cores = 5 MiB, is below 6 MiB"),
+    ("gpus", "resources gpus=True, but the tasks get no GPUs: set "
+             "spark.task.resource.gpu.amount"),
+])
+def test_bad_resources_fail_on_the_driver(sc, busybox, no_job_starts, resources, fragment):
+    from pyspark import SparkConf
+
+    with pytest.raises(InvalidArgument) as info:
+        DockerPipe(SparkConf(), resources=resources).map(sc.parallelize(["x"], 1), busybox,
+                                                         "true")
+    assert fragment in str(info.value)
+
+
 @pytest.mark.parametrize("returned, error, fragment", [
     (["a list"], InvalidArgumentType, "must return a dict"),
     ({"../outside.txt": ["x"]}, InvalidArgument, "'../outside.txt'"),

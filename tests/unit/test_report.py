@@ -280,6 +280,26 @@ def test_page_has_one_bar_per_record_and_marks_failures():
     assert "retried: a later attempt succeeded" in page
 
 
+def test_memory_limits_from_resources_are_shown_beside_the_peak():
+    limits = {"cpus": 1, "memory_bytes": 100 * 2**20, "gpus": None}
+    older = record(partition=2)
+    del older["limits"]  # written before the field was added
+    page = render_report([
+        failed(oom=True, exit_code=137, limits=limits, error="OutOfMemory: killed"),
+        record(attempt=1, start=T0 + 2, end=T0 + 3, limits={**limits,
+                                                           "memory_bytes": 300 * 2**20}),
+        record(partition=1, limits={"memory_bytes": "lots"}),  # not lofn's: no limit shown
+        older])
+    assert "exit code 137, out of memory (limit 100 MiB); retried" in page
+    # the bars' tooltips and the slowest partitions' table
+    assert sorted(re.findall(r"peak memory [^<\n]*", page)) == [
+        "peak memory 12 MiB", "peak memory 12 MiB", "peak memory 12 MiB of 100 MiB",
+        "peak memory 12 MiB of 300 MiB"]
+    slowest = page.split('<table id="slowest">', 1)[1].split("</table>", 1)[0]
+    assert sorted(re.findall(r'<td class="n">(12 MiB[^<]*)</td>', slowest)) == [
+        "12 MiB", "12 MiB", "12 MiB of 100 MiB", "12 MiB of 300 MiB"]
+
+
 def test_cancelled_attempt_is_drawn_dashed_and_is_no_failure():
     records = [record(), record(partition=1, status="cancelled", exit_code=None,
                                 start=T0 + 0.5, end=T0 + 0.9)]

@@ -60,6 +60,8 @@ def test_sizes_read_as_docker_reads_them(text, size):
 
 def test_spark_sizes_count_mib_without_a_unit():
     assert parse_size("spark.executor.memory", "2048", bare="m") == 2 * GiB
+    assert parse_size("spark.executor.memory", "512b", bare="m") == 512
+    assert parse_size("spark.executor.memory", "1p", bare="m") == 1 << 50
 
 
 @pytest.mark.parametrize("bad", ["", "8x", "-1g", "g", "1,5g", 0, -5, 1.5, True, None])
@@ -158,6 +160,22 @@ def test_memory_grows_by_attempt_up_to_the_cap():
     assert uncapped.limits(Task(attempt=2)).memory == GiB  # the budget is the default cap
 
 
+def test_a_cap_below_the_share_is_said(monkeypatch):
+    job = Sizing(Resources(memory="8g", max_memory="1g"), heap=GiB, executor_cores=LOCAL_2)
+    assert job.limits(Task()).memory_text() == (
+        "1 GiB: budget 8 GiB (stated) * 1 task CPU / 2 executor cores (local master); at most "
+        "1 GiB (max_memory); attempt 0: 1 GiB")
+
+
+def test_cpus_are_capped_at_the_host_s(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    job = Sizing(Resources(memory="8g"), heap=GiB, executor_cores=(8, "spark.executor.cores"))
+    assert job.limits(Task(task_cpus=4)).cpus == 2  # the engine refuses more
+    assert job.limits(Task(task_cpus=4)).memory == 4 * GiB  # the share is Spark's
+
+
 def test_a_share_below_the_engine_s_minimum_fails_in_the_task():
     job = Sizing(Resources(memory="20m"), heap=GiB, executor_cores=LOCAL_4)
     with pytest.raises(InvalidArgument, match=r"20 MiB \(stated\) \* 1 task CPU / 4 executor "
@@ -208,8 +226,19 @@ def test_the_driver_reads_the_local_master_and_the_heap():
                      "spark://head:7077", None, {"mem_limit": "1g", "nano_cpus": 10**9})
     assert (cluster.heap, cluster.executor_cores, cluster.pyspark_memory, cluster.explicit) == (
         9 * GiB, None, 300 * MiB, frozenset({"memory", "cpus"}))
-    cores = sizing(Resources(), {"spark.executor.cores": "5"}, "local[2]", None, {})
-    assert cores.executor_cores == (5, "spark.executor.cores")
+    # Spark ignores spark.executor.cores on a local master
+    cores = {"spark.executor.cores": "5"}
+    assert sizing(Resources(), cores, "local[2]", None, {}).executor_cores == (2, "local master")
+    assert sizing(Resources(), cores, "spark://h:7077", None, {}).executor_cores == (
+        5, "spark.executor.cores")
+    # local[*]: the threads Spark runs (the api passes the context's defaultParallelism)
+    assert sizing(Resources(), {}, "local[*]", None, {}, local_cores=6).executor_cores == (
+        6, "local master")
+    assert sizing(Resources(), {}, "local[*]", None, {}).executor_cores[0] >= 1
+    # YARN gives an executor one core unless told; a standalone one takes its worker's
+    assert sizing(Resources(), {}, "yarn", None, {}).executor_cores == (
+        1, "spark.executor.cores, YARN's default")
+    assert sizing(Resources(), {}, "spark://h:7077", None, {}).executor_cores is None
 
 
 def test_gpus_where_the_tasks_have_none_fail_on_the_driver():
@@ -220,6 +249,13 @@ def test_gpus_where_the_tasks_have_none_fail_on_the_driver():
     assert sizing(Resources(gpus=True), conf, "spark://head:7077", None, {}) is not None
     profile = Profile(taskResources=amounts(gpu=0.5), executorResources={})
     assert sizing(Resources(gpus=True), {}, "spark://head:7077", profile, {}) is not None
+    # a profile's task resources replace the configuration's
+    no_gpus = Profile(taskResources=amounts(cpus=1), executorResources={})
+    with pytest.raises(InvalidArgument, match="the tasks get no GPUs"):
+        sizing(Resources(gpus=True), conf, "spark://head:7077", no_gpus, {})
+    # a profile that cannot be told (binaryFiles): the tasks check
+    assert sizing(Resources(gpus=True), {}, "spark://head:7077", None, {},
+                  profile_known=False) is not None
     # --gpus in docker_options: the user's choice, not Spark's
     assert sizing(Resources(gpus=True), {}, "spark://h:7077", None,
                   {"device_requests": []}) is not None
@@ -265,3 +301,24 @@ def test_the_oom_error_names_each_attempt_s_limit():
     plain = _exit_failure(ContainerSpec("img", "cmd", options={"mem_limit": "64m"}), Killed(),
                           137, "")
     assert "(64m)" in plain.message
+
+
+# -- Spark Connect: the server's settings -------------------------------------------------
+
+def test_pipe_for_reads_the_settings_from_a_connect_session():
+    pytest.importorskip("pyspark")
+    from lofn.dataframe import pipe_for
+
+    settings = {"spark.master": "spark://head:7077", "spark.executor.cores": "4",
+                "spark.executor.pyspark.memory": "2g", "spark.task.resource.gpu.amount": "1"}
+
+    class Conf:
+        def get(self, key, default=None):
+            return settings.get(key, default)
+
+    Session = type("SparkSession", (), {"__module__": "pyspark.sql.connect.session",
+                                        "conf": Conf()})
+    pipe = pipe_for(Session(), resources=Resources(gpus=True))
+    sized = pipe._sizing({}, None, None, True)  # no SparkContext under Connect
+    assert (sized.executor_cores, sized.pyspark_memory) == ((4, "spark.executor.cores"), 2 * GiB)
+    assert pipe.master == "spark://head:7077"

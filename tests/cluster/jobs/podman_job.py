@@ -10,9 +10,11 @@ On its own ``local[2]`` SparkContext: word count (the commands of
 a gzip ``map_binary`` / ``binaryFiles`` / ``reduce_binary`` round trip; a
 failing command (``DockerFailure`` with its exit code and stderr); and the
 word count again with ``reuse_containers=True`` (``exec`` in long-lived
-containers), with a failure there too. The last stdout line is a JSON
-object with the results, the values expected (computed in plain Python),
-the engine that answered, and what was left behind.
+containers), with a failure there too; pipes, fresh and warm; and a map
+with ``resources=`` whose containers read their limits from their cgroup.
+The last stdout line is a JSON object with the results, the values expected
+(computed in plain Python), the engine that answered, and what was left
+behind.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from pyspark import SparkConf, SparkContext  # noqa: E402
 from standalone_job import expected_counts, make_lines, word_counts  # noqa: E402
 
 from example.word_count import MAP_COMMAND, REDUCE_COMMAND  # noqa: E402
+from lofn import Resources  # noqa: E402
 from lofn.api import DockerPipe  # noqa: E402
 from lofn.errors import DockerFailure  # noqa: E402
+from tests.limits import READ_LIMITS, parse_limits  # noqa: E402
 
 VOCABULARY = ["Podman", "docker", "lofn", "container", "partition", "rootless", "socket",
               "exec", "reduce", "map", "awk", "busybox", "gzip", "x1"]
@@ -138,6 +142,11 @@ def main() -> None:
                            for mode, tool in (("fresh", pipe), ("reuse", warm))}
         summary["pipe"]["expected"] = [line for part in rdd.glom().collect()
                                        for line in sorted(part)]
+        # containers sized by Spark (local[2]: 2 cores), read back from their cgroup
+        sized = DockerPipe(SparkConf(), resources=Resources(memory="600m"))
+        summary["limits"] = sorted({parse_limits(*line.split()) for line in sized.map(
+            rdd, image, f'{READ_LIMITS}; echo "$m $c" > /shared/output.txt',
+            docker_options=options).collect()})
     finally:
         stop.set()
         if watcher.is_alive():
