@@ -57,6 +57,7 @@ __all__ = ["MIN_MEMORY", "Limits", "Resources", "Sizing", "format_size", "parse_
 MIN_MEMORY = 6 * 1024 * 1024
 #: Spark's name of the GPU task resource.
 GPU = "gpu"
+LOCAL = "local master"  # where the executor cores of a local master come from
 #: The Spark settings the driver reads (:func:`~lofn.dataframe.pipe_for` copies them from a
 #: Spark Connect session).
 SETTINGS = ("spark.executor.cores", "spark.executor.memory", "spark.driver.memory",
@@ -254,6 +255,8 @@ class Sizing:
                                   f"{format_size(self.heap)}")
 
     def _executor_cores(self, context: Any) -> tuple[int, str]:
+        if self.executor_cores is not None and self.executor_cores[1] == LOCAL:
+            return self.executor_cores  # Spark sets the property there too, and ignores it
         profile = context.getLocalProperty("resource.executor.cores")
         if profile:
             return int(profile), "spark.executor.cores"
@@ -287,7 +290,7 @@ def sizing(resources: Resources | None, conf: Any, master: str, profile: Any,
     if local:  # Spark ignores spark.executor.cores on a local master
         count = local.group(1)
         executor_cores = (1 if count is None else int(count) if count != "*"
-                          else local_cores or len(os.sched_getaffinity(0))), "local master"
+                          else local_cores or len(os.sched_getaffinity(0))), LOCAL
     elif setting("spark.executor.cores"):
         executor_cores = int(setting("spark.executor.cores")), "spark.executor.cores"
     elif master.startswith("yarn"):

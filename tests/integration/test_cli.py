@@ -19,6 +19,7 @@ import pytest
 
 from lofn.cli import build_parser
 from tests.conftest import require
+from tests.limits import READ_LIMITS, parse_limits
 
 from .helpers import MAP_COMMAND, REDUCE_COMMAND, make_text, parse_counts, python_counts
 
@@ -125,6 +126,14 @@ def runs(busybox, session_tmp, tmp_path_factory) -> dict:
         "--image", busybox, "-p", "5", "--reuse-containers", "--quiet", "in.txt",
         "-o", "-", "--command", "tr a-z A-Z < /shared/input.txt > /shared/output.txt"])
 
+    # containers sized by Spark: local[2] and a 600 MiB budget, read back from the cgroup
+    sized = base / "sized"
+    sized.mkdir()
+    (sized / "in.txt").write_text("".join(f"{i}\n" for i in range(4)))
+    jobs["resources"] = (sized, None, [*LOFN, "map", *SPARK,
+        "--image", busybox, "-p", "4", "--resources", "memory=600m", "--quiet", "in.txt",
+        "-o", "-", "--command", f'{READ_LIMITS}; echo "$m $c" > /shared/output.txt'])
+
     started = time.monotonic()
     processes = {name: subprocess.Popen(argv, cwd=cwd, env=cli_env(session_tmp), text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -216,6 +225,13 @@ def test_reuse_containers_quiet_to_stdout(runs):
     assert match and 1 <= int(match.group(1)) == int(match.group(2)) <= 2, containers
     assert summary(result.stderr)["output"] == "stdout (100 lines)"
     assert_no_noise(result.stderr)
+
+
+def test_resources_size_each_container(runs):
+    result, _, _ = runs["resources"]
+    assert result.returncode == 0, result.stderr
+    limits = {parse_limits(*line.split()) for line in result.stdout.splitlines()}
+    assert limits == {(300 * (1 << 20), 1.0)}  # 600 MiB * 1 task CPU / 2 cores, 1 CPU
 
 
 # ---------------------------------------------------------------------------

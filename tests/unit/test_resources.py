@@ -126,13 +126,20 @@ def test_the_share_is_the_budget_times_task_cpus_over_executor_cores():
 
 
 def test_the_profile_s_executor_cores_and_pyspark_memory_come_first():
-    job = Sizing(Resources(), heap=GiB, pyspark_memory=GiB, executor_cores=LOCAL_4)
+    job = Sizing(Resources(), heap=GiB, pyspark_memory=GiB,
+                 executor_cores=(4, "spark.executor.cores"))
     limits = job.limits(Task(properties={"resource.executor.cores": "2",
                                          "resource.pyspark.memory": "600"}))
     assert limits.memory == 300 * MiB
     assert "budget 600 MiB (spark.executor.pyspark.memory)" in limits.how
     assert "2 executor cores (spark.executor.cores)" in limits.how
     assert job.limits(Task()).memory == 256 * MiB  # the configuration's, without a profile
+
+
+def test_a_local_master_s_threads_beat_spark_executor_cores():
+    # Spark passes spark.executor.cores to the tasks of a local master too, and ignores it
+    job = Sizing(Resources(memory="1g"), heap=GiB, executor_cores=LOCAL_4)
+    assert job.limits(Task(properties={"resource.executor.cores": "16"})).memory == 256 * MiB
 
 
 def test_without_a_budget_the_host_s_memory_less_the_heap_is_shared(monkeypatch):
