@@ -52,8 +52,10 @@ PARENT, CREATING, CREATED = "parent ", "creating", "created"
 #: Seconds a watchdog waits for a container whose creation was under way when its
 #: worker died: the Docker SDK's API timeout, the longest the worker would have waited.
 CREATION_SECONDS = 60.0
-#: Seconds between two looks for such a container.
+#: Seconds between two looks for such a container (or two tries at a removal).
 CREATION_POLL = 0.2
+#: Seconds a removal the engine refuses is tried again.
+REMOVAL_SECONDS = 15.0
 
 
 def watch(parent: str) -> None:
@@ -162,15 +164,39 @@ def _remove_containers(labels: dict[str, str], which=lambda labels: True) -> lis
     client = _engine.client()
     removed = []
     filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+    failures = []
     for container in client.api.containers(all=True, filters=filters):
         if which(container["Labels"]):
             try:
-                client.api.remove_container(container["Id"], force=True)
-                removed.append(container)
-            except APIError as exc:
-                if exc.status_code not in (404, 409):  # gone, or another watchdog removes it
-                    raise
+                if _remove(client, container["Id"]):
+                    removed.append(container)
+            except APIError as exc:  # the next container still goes
+                failures.append(exc)
+    if failures:
+        raise failures[0]
     return removed
+
+
+def _remove(client, container_id: str) -> bool:
+    """Force-remove a container; ``False`` if it was gone already.
+
+    An engine's refusal is tried again for :data:`REMOVAL_SECONDS`: another
+    watchdog may be removing it (409, then it is soon gone), or the engine
+    may be stopping it (Podman 4.3 answers 500 "container state improper"
+    to a forced removal of a container that is stopping by itself, as a
+    warm one does once its worker's connection has closed).
+    """
+    deadline = time.monotonic() + REMOVAL_SECONDS
+    while True:
+        try:
+            client.api.remove_container(container_id, force=True)
+            return True
+        except APIError as exc:
+            if exc.status_code == 404:
+                return False
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(CREATION_POLL)
 
 
 def remove_temp_directories(pid: int, parents: set[str]) -> list[str]:

@@ -312,7 +312,7 @@ def test_word_count_binary_failure_and_reuse_on_podman(podman_service, session_t
                                                        os.environ.get("PYTHONPATH")]))}
     command = [python, str(JOB), "--image", BUSYBOX, "--partitions", str(PARTITIONS),
                *(f"--docker-option={option}" for option in JOB_OPTIONS)]
-    summary, _where, elapsed = run_json_job(
+    summary, where, elapsed = run_json_job(
         command, what="the job", timeout=JOB_TIMEOUT, env=env, cwd=ROOT,
         logs=lambda: f"--- podman service log:\n{service.log_tail()}")
     print(f"\njob on Podman took {elapsed:.1f} s (word count "
@@ -347,7 +347,9 @@ def test_word_count_binary_failure_and_reuse_on_podman(podman_service, session_t
     # resources=: 600 MiB * 1 task CPU / 2 cores, 1 CPU, through Podman's API
     assert summary["limits"] == [[300 * (1 << 20), 1.0]], summary["limits"]
 
-    assert summary["left_containers"] == [], f"left in Podman: {summary['left_containers']}"
+    assert summary["left_containers"] == [], (
+        f"left in Podman: {summary['left_details']}; watchdogs running: "
+        f"{summary['watchdogs']}; stderr tail:\n{where[-3000:]}")
     assert summary["left_temp_entries"] == [], summary["left_temp_entries"]
     assert lofn_temp_entries() == [], f"lofn temp entries left in {session_tmp}"
     left = service.client().containers.list(all=True, filters={"label": "lofn"})

@@ -105,7 +105,7 @@ def test_peak_memory_and_cpu_time_come_from_the_cgroup(traced):
     assert len(big) == 1, big
     big = big[0]
     assert big["meter"].startswith("cgroup v"), big["meter"]
-    assert big["cpu_seconds"] > 0.1  # the count to 200000; far less in the others
+    assert big["cpu_seconds"] > 0.2  # the count to 1000000; far less in the others
     assert big["cpu_seconds"] <= (big["end"] - big["start"]) * 2  # 2 cores at most
     if _kernel_has_memory_peak():
         assert 64 * MIB <= big["peak_memory_bytes"] < 1024 * MIB

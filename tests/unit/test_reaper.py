@@ -89,3 +89,50 @@ def test_the_watchdog_waits_for_a_container_whose_creation_was_under_way(monkeyp
 def test_the_watchdog_does_not_wait_for_a_creation_the_engine_answered(monkeypatch):
     calls = _watchdog(monkeypatch, lambda: [], [[]], told="creating\ncreated\n")
     assert len(calls) == 1
+
+
+class Engine:
+    """A client whose removals answer from a script: an error code, or None for removed."""
+
+    def __init__(self, answers: dict[str, list]):
+        self.answers = answers
+        self.api = self
+        self.tries: dict[str, int] = {}
+
+    def containers(self, all, filters):
+        return [{"Id": name, "Labels": {}} for name in self.answers]
+
+    def remove_container(self, name, force):
+        from docker.errors import APIError
+
+        self.tries[name] = self.tries.get(name, 0) + 1
+        script = self.answers[name]
+        code = script.pop(0) if len(script) > 1 else script[0]
+        if code is not None:
+            response = type("Response", (), {"status_code": code, "reason": "x",
+                                              "url": "u"})()
+            raise APIError(f"{code}", response=response)
+
+
+def test_a_removal_the_engine_refuses_is_tried_again_and_the_others_still_go(monkeypatch):
+    """Podman 4.3 answers 500 'container state improper' while a container stops by itself."""
+    from docker.errors import APIError
+
+    from lofn import _engine
+
+    monkeypatch.setattr(_reaper, "CREATION_POLL", 0.01)
+    monkeypatch.setattr(_reaper, "REMOVAL_SECONDS", 0.3)
+    engine = Engine({"stopping": [500, 500, None], "gone": [404], "busy": [409, 404],
+                     "stuck": [500], "fine": [None]})
+    monkeypatch.setattr(_engine, "client", lambda: engine)
+    try:
+        _reaper._remove_containers({"lofn.pid": "1"})
+    except APIError as exc:  # "stuck" never goes: its error, after every other removal
+        assert exc.status_code == 500
+    else:
+        raise AssertionError("a container that could not be removed was not reported")
+    assert engine.tries["stopping"] == 3 and engine.tries["fine"] == 1
+    assert engine.tries["gone"] == 1 and engine.tries["busy"] == 2
+    assert engine.tries["stuck"] > 3  # tried again until the deadline
+    monkeypatch.setattr(engine, "answers", {"stopping": [500, None], "gone": [404]})
+    assert [c["Id"] for c in _reaper._remove_containers({"lofn.pid": "1"})] == ["stopping"]

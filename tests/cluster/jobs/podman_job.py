@@ -49,7 +49,7 @@ VOCABULARY = ["Podman", "docker", "lofn", "container", "partition", "rootless", 
 GZIP_COMMAND = "gzip -c /shared/input.txt > /shared/output.bin"
 CAT_COMMAND = "cat /shared/input_1.bin /shared/input_2.bin > /shared/output.bin"
 FAILING_COMMAND = "echo 'lofn-on-podman: to stdout'; echo 'lofn-on-podman: to stderr' >&2; exit 7"
-LEFTOVER_WAIT = 30.0
+LEFTOVER_WAIT = 60.0
 
 
 def failure(pipe: DockerPipe, sc: SparkContext, image: str, options: list[str]) -> dict:
@@ -63,6 +63,14 @@ def failure(pipe: DockerPipe, sc: SparkContext, image: str, options: list[str]) 
     except Exception as exc:  # noqa: BLE001 - reported, the test says what was wrong
         return {"type": type(exc).__name__, "message": str(exc)[-2000:]}
     return {"type": None}
+
+
+def _is_watchdog(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"lofn._reaper" in handle.read()
+    except OSError:
+        return False
 
 
 def main() -> None:
@@ -165,6 +173,11 @@ def main() -> None:
             break
         time.sleep(0.2)
     summary["left_containers"] = [c.name for c in left]
+    # if any: what they are and which watchdogs still run (a flake seen twice in CI)
+    summary["left_details"] = [{"name": c.name, "labels": c.labels,
+                                "state": c.attrs.get("State", {}).get("Status")} for c in left]
+    summary["watchdogs"] = sorted(
+        pid for pid in os.listdir("/proc") if pid.isdigit() and _is_watchdog(pid)) if left else []
     summary["left_temp_entries"] = entries
     print(json.dumps(summary, sort_keys=True))
 
