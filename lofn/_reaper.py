@@ -164,16 +164,16 @@ def _remove_containers(labels: dict[str, str], which=lambda labels: True) -> lis
     client = _engine.client()
     removed = []
     filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
-    failures = []
+    failure: APIError | None = None
     for container in client.api.containers(all=True, filters=filters):
         if which(container["Labels"]):
             try:
                 if _remove(client, container["Id"]):
                     removed.append(container)
             except APIError as exc:  # the next container still goes
-                failures.append(exc)
-    if failures:
-        raise failures[0]
+                failure = failure or exc
+    if failure is not None:
+        raise failure
     return removed
 
 

@@ -327,8 +327,9 @@ class DockerPipe:
         conf = spark_context.getConf() if spark_context is not None else (
             self._spark_configuration if hasattr(self._spark_configuration, "get") else None)
         # local[*]: the threads Spark runs, unless spark.default.parallelism hides them
-        threads = (spark_context.defaultParallelism if spark_context is not None and not (
-            conf and conf.get("spark.default.parallelism")) else None)
+        threads = (spark_context.defaultParallelism if self.master.startswith("local[*")
+                   and spark_context is not None
+                   and not (conf and conf.get("spark.default.parallelism")) else None)
         return _sizing(resources, conf, self.master, profile, create,
                        profile_known=profile_known, local_cores=threads)
 

@@ -640,7 +640,7 @@ def _bar(record: dict[str, Any], first: float, scale: float, y: int, colour: str
     return "".join(parts)
 
 
-def memory_limit(record: dict[str, Any]) -> int | None:
+def _memory_limit(record: dict[str, Any]) -> int | None:
     """The memory limit ``resources`` gave the container (the optional ``limits`` field)."""
     limits = record.get("limits")
     memory = limits.get("memory_bytes") if isinstance(limits, dict) else None
@@ -649,7 +649,7 @@ def memory_limit(record: dict[str, Any]) -> int | None:
 
 def _memory(record: dict[str, Any]) -> str:
     """Peak memory, and the limit out of ``resources`` if there was one."""
-    limit = memory_limit(record)
+    limit = _memory_limit(record)
     peak = human_bytes(record["peak_memory_bytes"])
     return peak if limit is None else f"{peak} of {human_bytes(limit)}"
 
@@ -714,7 +714,7 @@ def _failures(records: list[dict[str, Any]]) -> str:
         else:
             outcome = "not retried"
         flags = [f"exit code {r['exit_code']}" if r["exit_code"] is not None else "no exit code"]
-        limit = memory_limit(r)
+        limit = _memory_limit(r)
         flags += [f"out of memory (limit {human_bytes(limit)})" if limit is not None
                   else "out of memory"] if r["oom"] else []
         flags += ["timed out"] if r["timeout"] else []

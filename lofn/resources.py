@@ -49,6 +49,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from lofn import _options
 from lofn.errors import InvalidArgument, InvalidArgumentType
 
 __all__ = ["MIN_MEMORY", "Limits", "Resources", "Sizing", "format_size", "parse_size"]
@@ -178,6 +179,21 @@ def check(name: str, value: Any) -> Resources | None:
     return value
 
 
+def _share(budget: int, task_cpus: int, cores: int, how: str) -> int:
+    """A task's share of the budget; ``how`` says how it was found, for the error.
+
+    Raises:
+        InvalidArgument: the share is below :data:`MIN_MEMORY`.
+    """
+    share = budget * task_cpus // cores
+    if share < MIN_MEMORY:
+        raise InvalidArgument(
+            f"resources: a container's memory, {how} = {format_size(share)}, is below "
+            f"{format_size(MIN_MEMORY)}, the least a container engine accepts: raise the "
+            "budget (Resources(memory=...)) or the task's CPUs")
+    return share
+
+
 # ---------------------------------------------------------------------------
 # on the driver: what the configuration says, checked before any task
 
@@ -222,17 +238,12 @@ class Sizing:
                     "profile that asks for GPUs")
             gpus = tuple(assigned.addresses)
         if "memory" in self.explicit:
-            return Limits(cpus=cpus, gpus=gpus, attempt=attempt)
+            return Limits(cpus=cpus, gpus=gpus)
         budget, source = self._budget(context)
         cores, cores_source = self._executor_cores(context)
-        share = budget * task_cpus // cores
         how = (f"budget {format_size(budget)} ({source}) * {task_cpus} task CPU"
                f"{'s' if task_cpus != 1 else ''} / {cores} executor cores ({cores_source})")
-        if share < MIN_MEMORY:
-            raise InvalidArgument(
-                f"a container's memory, {how} = {format_size(share)}, is below "
-                f"{format_size(MIN_MEMORY)}, the least a container engine accepts: raise "
-                "the budget (Resources(memory=...)) or the task's CPUs")
+        share = _share(budget, task_cpus, cores, how)
         cap = resources.max_memory or max(budget, share)
         by_attempt = tuple(min(math.floor(share * resources.growth ** number), cap)
                            for number in range(attempt + 1))
@@ -240,8 +251,8 @@ class Sizing:
             how += f"; * {resources.growth:g} per attempt, at most {format_size(cap)}"
         elif cap < share:
             how += f"; at most {format_size(cap)} (max_memory)"
-        return Limits(cpus=cpus, memory=by_attempt[-1], gpus=gpus, attempt=attempt,
-                      by_attempt=by_attempt, how=how)
+        return Limits(cpus=cpus, memory=by_attempt[-1], gpus=gpus, by_attempt=by_attempt,
+                      how=how)
 
     def _budget(self, context: Any) -> tuple[int, str]:
         if self.resources.memory is not None:
@@ -318,13 +329,8 @@ def sizing(resources: Resources | None, conf: Any, master: str, profile: Any,
         executor_cores[0] if executor_cores else None)
     task_cpus = int(task["cpus"].amount) if "cpus" in task else int(setting("spark.task.cpus", "1"))
     if "memory" not in explicit and budget is not None and cores and profile_known:
-        share = budget * task_cpus // cores
-        if share < MIN_MEMORY:
-            raise InvalidArgument(
-                f"resources: a container's memory, budget {format_size(budget)} * "
-                f"{task_cpus} task CPUs / {cores} executor cores = {format_size(share)}, is "
-                f"below {format_size(MIN_MEMORY)}, the least a container engine accepts: "
-                "raise the budget (Resources(memory=...))")
+        _share(budget, task_cpus, cores, f"budget {format_size(budget)} * {task_cpus} task "
+                                         f"CPUs / {cores} executor cores")
     return Sizing(resources, heap, pyspark_memory, executor_cores, explicit)
 
 
@@ -338,22 +344,20 @@ class Limits:
     cpus: float | None = None
     memory: int | None = None
     gpus: tuple[str, ...] | None = None
-    attempt: int = 0
     by_attempt: tuple[int, ...] = ()
     how: str = ""
 
     def create_options(self) -> dict:
-        """``containers.create`` arguments for these limits."""
-        from docker.types import DeviceRequest
-
-        options: dict[str, Any] = {}
+        """``containers.create`` arguments for these limits: ``--cpus`` and ``--gpus``
+        translated as a user's ``docker_options`` are; the memory with no swap besides."""
+        flags = []
         if self.cpus is not None:
-            options["nano_cpus"] = int(self.cpus * 1e9)
+            flags += ["--cpus", str(self.cpus)]
+        if self.gpus is not None:
+            flags += ["--gpus", f"device={','.join(self.gpus)}"]
+        options = _options.parse_docker_options(flags)
         if self.memory is not None:
             options.update(mem_limit=self.memory, memswap_limit=self.memory)
-        if self.gpus is not None:
-            options["device_requests"] = [DeviceRequest(device_ids=list(self.gpus),
-                                                        capabilities=[["gpu"]])]
         return options
 
     def record(self) -> dict:
